@@ -1,0 +1,193 @@
+//! Benchmark of the edge store (not a test): batch upsert rate, index build time, Search
+//! latency and recall@10 against an exact brute-force scan, in-process and through gRPC.
+//!
+//! The data is embedding-like: a 16-dimensional Gaussian latent through one fixed random
+//! projection to 384 dimensions, plus a little noise, L2-normalised. Real sentence embeddings
+//! have a low intrinsic dimension; uniformly random vectors would defeat every ANN index.
+//!
+//!     cargo run --release -p memgpt-memory --bin memgpt-memory-bench -- --records 100000
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use memgpt_memory::store::edge::{EdgeStore, EdgeStoreConfig};
+use memgpt_memory::store::{Record, SearchQuery, VectorStore};
+use memgpt_proto::memory::v1 as pb;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Records to insert.
+    #[arg(long, default_value_t = 100_000)]
+    records: usize,
+    /// Vector dimension.
+    #[arg(long, default_value_t = 384)]
+    dimension: usize,
+    /// Latent dimension of the generated data.
+    #[arg(long, default_value_t = 16)]
+    latent: usize,
+    /// Records per Upsert.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Search queries timed.
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    /// Edge shards.
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
+    /// HNSW ef at search time.
+    #[arg(long, default_value_t = 128)]
+    hnsw_ef: usize,
+    /// Data directory (a fresh temporary one when unset).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+struct Data {
+    projection: Vec<Vec<f32>>,
+    noise: f32,
+}
+
+impl Data {
+    fn new(latent: usize, dimension: usize, rng: &mut impl Rng) -> Self {
+        let projection = (0..latent)
+            .map(|_| (0..dimension).map(|_| rng.sample::<f32, _>(StandardNormal)).collect())
+            .collect();
+        Self { projection, noise: 0.1 }
+    }
+
+    fn vector(&self, rng: &mut impl Rng) -> Vec<f32> {
+        let dimension = self.projection[0].len();
+        let mut v: Vec<f32> = (0..dimension).map(|_| self.noise * rng.sample::<f32, _>(StandardNormal)).collect();
+        for row in &self.projection {
+            let z: f32 = rng.sample(StandardNormal);
+            for (x, p) in v.iter_mut().zip(row) {
+                *x += z * p / (self.projection.len() as f32).sqrt();
+            }
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+}
+
+fn brute_force(all: &[Vec<f32>], query: &[f32], k: usize) -> Vec<usize> {
+    let mut scored: Vec<(f32, usize)> =
+        all.iter().enumerate().map(|(i, v)| (v.iter().zip(query).map(|(a, b)| a * b).sum(), i)).collect();
+    scored.select_nth_unstable_by(k, |a, b| b.0.total_cmp(&a.0));
+    scored.truncate(k);
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().map(|(_, i)| i).collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn report(name: &str, mut times: Vec<Duration>) {
+    times.sort();
+    println!("{name}: p50 {:.3} ms, p99 {:.3} ms", percentile(&times, 0.5), percentile(&times, 0.99));
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let dir = args.data_dir.clone().unwrap_or_else(|| tmp.path().join("store"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let data = Data::new(args.latent, args.dimension, &mut rng);
+    let vectors: Vec<Vec<f32>> = (0..args.records).map(|_| data.vector(&mut rng)).collect();
+    let queries: Vec<Vec<f32>> = (0..args.queries).map(|_| data.vector(&mut rng)).collect();
+    let config = EdgeStoreConfig {
+        data_dir: dir.clone(),
+        shards: args.shards,
+        dimension: args.dimension,
+        max_inflight_writes: 64,
+        hnsw_ef: args.hnsw_ef,
+        optimize_delay: Duration::from_secs(3600),
+    };
+    println!("records {}, dimension {}, batch {}, shards {}, hnsw_ef {}", args.records, args.dimension, args.batch, args.shards, args.hnsw_ef);
+
+    let store = EdgeStore::open(config.clone()).context("open store")?;
+    let started = Instant::now();
+    for (b, chunk) in vectors.chunks(args.batch).enumerate() {
+        let records = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                id: format!("r{}", b * args.batch + i),
+                vector: v.clone(),
+                text: format!("record {}", b * args.batch + i),
+                metadata: Default::default(),
+            })
+            .collect();
+        store.upsert("bench", records).await?;
+    }
+    let upsert_secs = started.elapsed().as_secs_f64();
+    println!("upsert: {:.0} records/s ({upsert_secs:.1} s)", args.records as f64 / upsert_secs);
+
+    let started = Instant::now();
+    tokio::task::block_in_place(|| store.optimize_now())?;
+    let (points, indexed) = store.index_status();
+    println!("index build: {:.1} s ({indexed} of {points} vectors in HNSW segments)", started.elapsed().as_secs_f64());
+
+    let k = 10;
+    let mut hits_total = 0usize;
+    let mut times = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let t = Instant::now();
+        let hits = store
+            .search(SearchQuery { namespace: "bench".into(), vector: q.clone(), top_k: k, filter: None, min_score: None })
+            .await?;
+        times.push(t.elapsed());
+        let exact = brute_force(&vectors, q, k);
+        let exact: std::collections::HashSet<String> = exact.into_iter().map(|i| format!("r{i}")).collect();
+        hits_total += hits.iter().filter(|h| exact.contains(&h.id)).count();
+    }
+    println!("recall@10: {:.4}", hits_total as f64 / (k * queries.len()) as f64);
+    report("search in-process (edge store)", times);
+
+    let mut times = Vec::with_capacity(queries.len());
+    for q in queries.iter().take(200) {
+        let t = Instant::now();
+        std::hint::black_box(brute_force(&vectors, q, k));
+        times.push(t.elapsed());
+    }
+    report("search brute force (exact scan, 1 thread)", times);
+    drop(store);
+
+    // The same store served over gRPC on loopback.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut server_config = <memgpt_memory::MemoryConfig as clap::Parser>::parse_from(["memgpt-memory"]);
+    server_config.data_dir = dir;
+    server_config.shards = args.shards as u32;
+    server_config.dimension = args.dimension as u32;
+    server_config.hnsw_ef = args.hnsw_ef;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(memgpt_memory::serve(server_config, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let mut client = pb::memory_client::MemoryClient::new(channel);
+    let mut times = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let request = pb::SearchRequest { namespace: "bench".into(), vector: q.clone(), top_k: k as u32, filter: None, min_score: None };
+        let t = Instant::now();
+        let result = client.search(request).await;
+        match result {
+            Ok(_) => times.push(t.elapsed()),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => anyhow::bail!("search failed: {status}"),
+        }
+    }
+    report("search through gRPC (tonic client, loopback)", times);
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(())
+}

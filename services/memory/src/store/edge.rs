@@ -1,0 +1,522 @@
+//! The `edge` store: S Qdrant Edge shards in-process under a data directory.
+//!
+//! Writes go through one journal (see `journal.rs`) and are then applied to the shards in
+//! parallel; searches fan out to every shard in parallel and merge the top-k. A maintenance
+//! thread runs Qdrant Edge's optimizer (which builds the HNSW index) after writes, off the
+//! request path, then checkpoints: it flushes the shards and truncates the journal.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use qdrant_edge::{
+    CountRequest, EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeVectorParams,
+    FieldIndexOperations, PayloadFieldSchema, PayloadSchemaType, PointId, ScrollRequest, SearchParams, SearchRequest, UpdateOperation, WithPayloadInterface,
+    WithVector,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::edge_convert::{self as convert, meta_path, num_path};
+use super::journal::{Journal, JournalOp};
+use super::{Filter, Hit, Page, Predicate, Record, SearchQuery, VectorStore};
+use crate::error::{MemoryError, Result};
+
+mod ops;
+
+/// Configuration of the edge store.
+#[derive(Debug, Clone)]
+pub struct EdgeStoreConfig {
+    /// Data directory; created when missing.
+    pub data_dir: PathBuf,
+    /// Number of shards (fixed when the directory is created).
+    pub shards: usize,
+    /// Vector dimension (fixed when the directory is created).
+    pub dimension: usize,
+    /// Writes allowed in flight; beyond it writes fail at once with `Overloaded`.
+    pub max_inflight_writes: usize,
+    /// HNSW beam width at search time.
+    pub hnsw_ef: usize,
+    /// Quiet time after the last write before the optimizer runs.
+    pub optimize_delay: Duration,
+}
+
+const META_FILE: &str = "memgpt-store.json";
+const JOURNAL_FILE: &str = "journal.wal";
+
+/// What the directory was created with; a restart with other values is refused.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct StoreMeta {
+    format: u32,
+    dimension: usize,
+    shards: usize,
+}
+
+pub(crate) struct Shard {
+    pub(crate) edge: EdgeShard,
+    dirty: AtomicBool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) shards: Vec<Shard>,
+    /// The journal; holding its lock also serialises writes, so replay order is apply order.
+    journal: Mutex<Journal>,
+    write_permits: Arc<Semaphore>,
+    config: EdgeStoreConfig,
+    /// Metadata keys with payload indexes (or queued for one).
+    indexed_keys: Mutex<HashSet<String>>,
+    pending_keys: Mutex<Vec<String>>,
+    wake: (Mutex<Option<Instant>>, Condvar),
+    stop: AtomicBool,
+    /// Held while optimizing or checkpointing: the two must never overlap.
+    maintenance: Mutex<()>,
+}
+
+/// The edge store. Dropping it stops maintenance and checkpoints.
+pub struct EdgeStore {
+    inner: Arc<Inner>,
+    maintenance: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EdgeStore {
+    /// Opens or creates the store, replays the journal and starts maintenance. Blocking.
+    #[tracing::instrument(skip_all, fields(data_dir = %config.data_dir.display(), shards = config.shards))]
+    pub fn open(config: EdgeStoreConfig) -> Result<Self> {
+        let dir = &config.data_dir;
+        let io = |e: std::io::Error| MemoryError::DataDir { path: dir.clone(), reason: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        check_meta(dir, &config)?;
+
+        let mut shards = Vec::with_capacity(config.shards);
+        for i in 0..config.shards {
+            let path = dir.join("shards").join(i.to_string());
+            std::fs::create_dir_all(&path).map_err(io)?;
+            let edge = open_shard(&path, config.dimension)?;
+            shards.push(Shard { edge, dirty: AtomicBool::new(true) });
+        }
+        let (journal, pending) = Journal::open(&dir.join(JOURNAL_FILE))?;
+        let indexed: HashSet<String> = shards
+            .iter()
+            .flat_map(|s| s.edge.info().payload_schema.into_keys())
+            .map(|k| k.to_string())
+            .collect();
+        let inner = Arc::new(Inner {
+            shards,
+            journal: Mutex::new(journal),
+            write_permits: Arc::new(Semaphore::new(config.max_inflight_writes)),
+            indexed_keys: Mutex::new(indexed),
+            pending_keys: Mutex::new(Vec::new()),
+            wake: (Mutex::new(None), Condvar::new()),
+            stop: AtomicBool::new(false),
+            maintenance: Mutex::new(()),
+            config,
+        });
+        let replayed = pending.len();
+        for op in &pending {
+            inner.apply(op)?;
+        }
+        inner.ensure_index(super::NAMESPACE_KEY, PayloadSchemaType::Keyword)?;
+        inner.checkpoint()?;
+        tracing::info!(replayed, points = inner.total_points(), "edge store open");
+
+        let worker = Arc::clone(&inner);
+        let maintenance = std::thread::Builder::new()
+            .name("edge-maintenance".into())
+            .spawn(move || worker.maintenance_loop())
+            .map_err(|e| MemoryError::store(format!("cannot start maintenance thread: {e}")))?;
+        inner.notify_write();
+        Ok(Self { inner, maintenance: Some(maintenance) })
+    }
+
+    /// Runs the optimizer on every shard now and waits for it (benchmarks and tests).
+    pub fn optimize_now(&self) -> Result<()> {
+        self.inner.run_maintenance(true)
+    }
+
+    /// Points in the shards, and how many of them sit in HNSW-indexed segments.
+    pub fn index_status(&self) -> (usize, usize) {
+        self.inner.shards.iter().fold((0, 0), |(p, i), s| {
+            let info = s.edge.info();
+            (p + info.points_count, i + info.indexed_vectors_count)
+        })
+    }
+
+    async fn write(&self, op: JournalOp) -> Result<u64> {
+        let permit = Arc::clone(&self.inner.write_permits).try_acquire_owned().map_err(|_| {
+            MemoryError::Overloaded { limit: self.inner.config.max_inflight_writes }
+        })?;
+        let inner = Arc::clone(&self.inner);
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _enter = span.enter();
+            let _permit = permit;
+            let applied = {
+                let mut journal = inner.journal.lock().unwrap_or_else(|p| p.into_inner());
+                journal.append(&op)?;
+                inner.apply(&op)
+            };
+            inner.notify_write();
+            applied
+        })
+        .await
+        .map_err(MemoryError::store)?
+    }
+
+    async fn on_shards<T, F>(&self, f: F) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Fn(&Inner, usize) -> Result<T> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let tasks: Vec<_> = (0..self.inner.shards.len())
+            .map(|i| {
+                let inner = Arc::clone(&self.inner);
+                let f = Arc::clone(&f);
+                let span = tracing::info_span!("shard", shard = i);
+                tokio::task::spawn_blocking(move || span.in_scope(|| f(&inner, i)))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in futures::future::join_all(tasks).await {
+            out.push(task.map_err(MemoryError::store)??);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for EdgeStore {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.wake.1.notify_all();
+        if let Some(handle) = self.maintenance.take() {
+            let _ = handle.join();
+        }
+        if let Err(err) = self.inner.checkpoint() {
+            tracing::error!(error = %err, "final checkpoint failed; the journal will be replayed");
+        }
+    }
+}
+
+fn check_meta(dir: &Path, config: &EdgeStoreConfig) -> Result<()> {
+    let path = dir.join(META_FILE);
+    let wanted = StoreMeta { format: 1, dimension: config.dimension, shards: config.shards };
+    let refuse = |reason: String| MemoryError::DataDir { path: dir.to_path_buf(), reason };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let found: StoreMeta = serde_json::from_slice(&bytes)
+                .map_err(|e| refuse(format!("{META_FILE} is unreadable: {e}")))?;
+            if found.dimension != wanted.dimension {
+                return Err(refuse(format!(
+                    "it holds vectors of dimension {}; refusing to open it with dimension {}",
+                    found.dimension, wanted.dimension
+                )));
+            }
+            if found.shards != wanted.shards {
+                return Err(refuse(format!(
+                    "it was created with {} shards; refusing to open it with {} (resharding is not supported)",
+                    found.shards, wanted.shards
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = dir.join(format!("{META_FILE}.tmp"));
+            let bytes = serde_json::to_vec_pretty(&wanted).map_err(MemoryError::store)?;
+            std::fs::write(&tmp, bytes)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| refuse(e.to_string()))
+        }
+        Err(e) => Err(refuse(e.to_string())),
+    }
+}
+
+fn open_shard(path: &Path, dimension: usize) -> Result<EdgeShard> {
+    let config = EdgeConfig {
+        vectors: [(
+            String::new(),
+            EdgeVectorParams::builder(dimension, qdrant_edge::Distance::Cosine).build(),
+        )]
+        .into(),
+        optimizers: EdgeOptimizersConfig {
+            // Two segments a shard: few enough that a search stays cheap.
+            default_segment_number: Some(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let segments = path.join("segments");
+    let has_data = std::fs::read_dir(&segments).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let result = if has_data {
+        EdgeShard::load(path, Some(config))
+    } else {
+        EdgeShard::new(path, config)
+    };
+    result.map_err(|e| MemoryError::DataDir {
+        path: path.to_path_buf(),
+        reason: format!("cannot open shard: {e}"),
+    })
+}
+
+#[async_trait]
+impl VectorStore for EdgeStore {
+    async fn upsert(&self, namespace: &str, records: Vec<Record>) -> Result<u64> {
+        self.write(JournalOp::Upsert { namespace: namespace.to_string(), records }).await
+    }
+
+    async fn search(&self, query: SearchQuery) -> Result<Vec<Hit>> {
+        if let Some(filter) = &query.filter {
+            self.inner.queue_indexes(filter);
+        }
+        let top_k = query.top_k;
+        let ef = self.inner.config.hnsw_ef.max(top_k);
+        let query = Arc::new(query);
+        let per_shard = self
+            .on_shards(move |inner, i| {
+                let request = SearchRequest {
+                    query: query.vector.clone().into(),
+                    filter: Some(convert::to_filter(&query.namespace, query.filter.as_ref())),
+                    params: Some(SearchParams { hnsw_ef: Some(ef), ..Default::default() }),
+                    limit: query.top_k,
+                    offset: 0,
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: None,
+                    score_threshold: query.min_score,
+                };
+                inner.shards[i].edge.search(request).map_err(MemoryError::store)
+            })
+            .await?;
+        let mut hits: Vec<Hit> = per_shard
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let fields = convert::from_payload(p.payload.as_ref());
+                Hit { id: fields.id, score: p.score, text: fields.text, metadata: fields.metadata }
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        hits.truncate(top_k);
+        tracing::debug!(hits = hits.len(), "search merged");
+        Ok(hits)
+    }
+
+    async fn get(&self, namespace: &str, ids: Vec<String>, with_vectors: bool) -> Result<Vec<Record>> {
+        let inner = Arc::clone(&self.inner);
+        let namespace = namespace.to_string();
+        tokio::task::spawn_blocking(move || inner.get(&namespace, &ids, with_vectors))
+            .await
+            .map_err(MemoryError::store)?
+    }
+
+    async fn delete_ids(&self, namespace: &str, ids: Vec<String>) -> Result<u64> {
+        self.write(JournalOp::DeleteIds { namespace: namespace.to_string(), ids }).await
+    }
+
+    async fn delete_filter(&self, namespace: &str, filter: Filter) -> Result<u64> {
+        self.inner.queue_indexes(&filter);
+        self.write(JournalOp::DeleteFilter { namespace: namespace.to_string(), filter: Some(filter) })
+            .await
+    }
+
+    async fn count(&self, namespace: Option<&str>) -> Result<u64> {
+        let namespace = namespace.map(str::to_string);
+        let counts = self
+            .on_shards(move |inner, i| {
+                let filter = namespace.as_deref().map(|ns| convert::to_filter(ns, None));
+                inner.shards[i]
+                    .edge
+                    .count(CountRequest { filter, exact: true })
+                    .map_err(MemoryError::store)
+            })
+            .await?;
+        Ok(counts.into_iter().sum::<usize>() as u64)
+    }
+
+    async fn list(
+        &self,
+        namespace: &str,
+        page_size: usize,
+        page_token: Option<String>,
+        with_vectors: bool,
+    ) -> Result<Page> {
+        let start = match page_token {
+            None => None,
+            Some(token) => Some(PointId::Uuid(token.parse().map_err(|_| {
+                MemoryError::invalid("page_token", "not a token returned by List")
+            })?)),
+        };
+        let namespace = namespace.to_string();
+        let pages = self
+            .on_shards(move |inner, i| {
+                let request = ScrollRequest {
+                    offset: start,
+                    limit: Some(page_size + 1),
+                    filter: Some(convert::to_filter(&namespace, None)),
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(with_vectors),
+                    order_by: None,
+                };
+                let (records, _) = inner.shards[i].edge.scroll(request).map_err(MemoryError::store)?;
+                Ok(records)
+            })
+            .await?;
+        let mut all: Vec<_> = pages.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        let next_page_token = if all.len() > page_size {
+            Some(all[page_size].id.to_string())
+        } else {
+            None
+        };
+        all.truncate(page_size);
+        let records = all.into_iter().map(ops::record_from_internal).collect();
+        Ok(Page { records, next_page_token })
+    }
+
+    async fn drop_namespace(&self, namespace: &str) -> Result<u64> {
+        self.write(JournalOp::DeleteFilter { namespace: namespace.to_string(), filter: None }).await
+    }
+
+    async fn healthy(&self) -> bool {
+        !self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.checkpoint()).await.map_err(MemoryError::store)?
+    }
+}
+
+/// Range filters read the numeric copy, equality the string copy: index what the filter uses.
+fn index_fields(filter: &Filter) -> impl Iterator<Item = (String, PayloadSchemaType)> + '_ {
+    filter.must.iter().map(|c| match c.predicate {
+        Predicate::Range { .. } => (num_path(&c.key).to_string(), PayloadSchemaType::Float),
+        _ => (meta_path(&c.key).to_string(), PayloadSchemaType::Keyword),
+    })
+}
+
+impl Inner {
+    fn queue_indexes(&self, filter: &Filter) {
+        let mut indexed = self.indexed_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending_keys.lock().unwrap_or_else(|p| p.into_inner());
+        for (path, _) in index_fields(filter) {
+            if indexed.insert(path.clone()) {
+                pending.push(path);
+            }
+        }
+        if !pending.is_empty() {
+            drop((indexed, pending));
+            self.notify_write();
+        }
+    }
+
+    fn ensure_index(&self, path: &str, kind: PayloadSchemaType) -> Result<()> {
+        let op = UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
+            qdrant_edge::CreateIndex {
+                field_name: convert::json_path(path),
+                field_schema: Some(PayloadFieldSchema::FieldType(kind)),
+            },
+        ));
+        for shard in &self.shards {
+            if !shard.edge.info().payload_schema.keys().any(|k| k.to_string() == path) {
+                shard.edge.update(op.clone()).map_err(MemoryError::store)?;
+            }
+        }
+        self.indexed_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string());
+        Ok(())
+    }
+
+    fn total_points(&self) -> usize {
+        self.shards.iter().map(|s| s.edge.info().points_count).sum()
+    }
+
+    fn notify_write(&self) {
+        let (lock, cvar) = &self.wake;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        cvar.notify_all();
+    }
+
+    fn maintenance_loop(&self) {
+        let (lock, cvar) = &self.wake;
+        loop {
+            let mut last = lock.lock().unwrap_or_else(|p| p.into_inner());
+            // Sleep until a write happened and then a quiet period passed, or until stopped.
+            loop {
+                if self.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                match *last {
+                    Some(at) if at.elapsed() >= self.config.optimize_delay => break,
+                    Some(at) => {
+                        let left = self.config.optimize_delay - at.elapsed();
+                        last = cvar.wait_timeout(last, left).unwrap_or_else(|p| p.into_inner()).0;
+                    }
+                    None => last = cvar.wait(last).unwrap_or_else(|p| p.into_inner()),
+                }
+            }
+            *last = None;
+            drop(last);
+            if let Err(err) = self.run_maintenance(false) {
+                tracing::error!(error = %err, "edge maintenance failed; will retry after the next write");
+            }
+        }
+    }
+
+    /// Builds pending payload indexes, optimizes dirty shards, then checkpoints.
+    fn run_maintenance(&self, all: bool) -> Result<()> {
+        let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let pending: Vec<String> =
+            std::mem::take(&mut *self.pending_keys.lock().unwrap_or_else(|p| p.into_inner()));
+        for path in pending {
+            let kind = if path.starts_with(super::NUM_KEY) {
+                PayloadSchemaType::Float
+            } else {
+                PayloadSchemaType::Keyword
+            };
+            self.ensure_index(&path, kind)?;
+            tracing::info!(field = %path, "payload index created");
+        }
+        for (i, shard) in self.shards.iter().enumerate() {
+            if !(shard.dirty.swap(false, Ordering::SeqCst) || all) {
+                continue;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let started = Instant::now();
+            let changed = shard.edge.optimize().map_err(MemoryError::store)?;
+            if changed {
+                let info = shard.edge.info();
+                tracing::info!(
+                    shard = i,
+                    points = info.points_count,
+                    indexed = info.indexed_vectors_count,
+                    segments = info.segments_count,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "shard optimized"
+                );
+            }
+        }
+        self.checkpoint_locked()
+    }
+
+    /// Flushes every shard, then empties the journal. Must not run beside `optimize` (edge's
+    /// flush asserts its locks are free), so only the maintenance thread and shutdown call it;
+    /// the journal lock keeps writes out meanwhile.
+    fn checkpoint(&self) -> Result<()> {
+        let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        self.checkpoint_locked()
+    }
+
+    fn checkpoint_locked(&self) -> Result<()> {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if journal.len() == 0 {
+            return Ok(());
+        }
+        for shard in &self.shards {
+            shard.edge.flush();
+        }
+        journal.truncate()
+    }
+}

@@ -1,0 +1,193 @@
+//! The `VectorStore` domain trait and its types; `edge` and `qdrant` implement it.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+pub mod edge;
+mod edge_convert;
+mod journal;
+pub mod qdrant;
+
+/// Payload key of the namespace (a tenant-indexed keyword).
+pub const NAMESPACE_KEY: &str = "namespace";
+/// Payload key of the record's own id.
+pub const ID_KEY: &str = "record_id";
+/// Payload key of the text.
+pub const TEXT_KEY: &str = "text";
+/// Payload object holding the string metadata.
+pub const META_KEY: &str = "meta";
+/// Payload object holding the metadata values that parse as numbers, for range filters.
+pub const NUM_KEY: &str = "num";
+
+/// A validated record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Id, unique within the namespace.
+    pub id: String,
+    /// Embedding of the store's dimension.
+    pub vector: Vec<f32>,
+    /// Text.
+    pub text: String,
+    /// String metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A search hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Record id.
+    pub id: String,
+    /// Cosine similarity.
+    pub score: f32,
+    /// Text.
+    pub text: String,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a metadata value must satisfy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Predicate {
+    /// Equal to the string.
+    Equals(String),
+    /// Equal to one of the strings.
+    AnyOf(Vec<String>),
+    /// The value as a number lies in the range.
+    Range {
+        /// Greater than.
+        gt: Option<f64>,
+        /// Greater than or equal.
+        gte: Option<f64>,
+        /// Less than.
+        lt: Option<f64>,
+        /// Less than or equal.
+        lte: Option<f64>,
+    },
+}
+
+/// One condition on a metadata key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    /// Metadata key.
+    pub key: String,
+    /// What its value must satisfy.
+    pub predicate: Predicate,
+}
+
+/// All conditions must hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    /// The conditions.
+    pub must: Vec<Condition>,
+}
+
+/// A validated search.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// Namespace.
+    pub namespace: String,
+    /// Query vector.
+    pub vector: Vec<f32>,
+    /// Hits wanted.
+    pub top_k: usize,
+    /// Metadata filter.
+    pub filter: Option<Filter>,
+    /// Minimum score.
+    pub min_score: Option<f32>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Records of the page.
+    pub records: Vec<Record>,
+    /// Opaque token of the next page, if any.
+    pub next_page_token: Option<String>,
+}
+
+/// A vector store holding records per namespace. Implementations are sharded.
+#[async_trait]
+pub trait VectorStore: Send + Sync + 'static {
+    /// Inserts or replaces records; durable when it returns.
+    async fn upsert(&self, namespace: &str, records: Vec<Record>) -> Result<u64>;
+    /// The top-k records nearest to the query vector.
+    async fn search(&self, query: SearchQuery) -> Result<Vec<Hit>>;
+    /// Records by id, in the order asked; missing ids are left out.
+    async fn get(&self, namespace: &str, ids: Vec<String>, with_vectors: bool)
+        -> Result<Vec<Record>>;
+    /// Deletes records by id; returns how many existed.
+    async fn delete_ids(&self, namespace: &str, ids: Vec<String>) -> Result<u64>;
+    /// Deletes the records of a namespace that match the filter; returns how many.
+    async fn delete_filter(&self, namespace: &str, filter: Filter) -> Result<u64>;
+    /// Records in a namespace, or in all namespaces when `None`.
+    async fn count(&self, namespace: Option<&str>) -> Result<u64>;
+    /// One page of a namespace's records, in a stable order.
+    async fn list(
+        &self,
+        namespace: &str,
+        page_size: usize,
+        page_token: Option<String>,
+        with_vectors: bool,
+    ) -> Result<Page>;
+    /// Deletes every record of a namespace.
+    async fn drop_namespace(&self, namespace: &str) -> Result<u64>;
+    /// Whether the store can serve requests now (drives health).
+    async fn healthy(&self) -> bool;
+    /// Makes everything written so far durable and compact (called on shutdown).
+    async fn flush(&self) -> Result<()>;
+}
+
+/// The point id of a record: a UUIDv5 of (namespace, id), stable across versions and stores.
+pub fn point_uuid(namespace: &str, id: &str) -> uuid::Uuid {
+    let mut name = Vec::with_capacity(namespace.len() + id.len() + 1);
+    name.extend_from_slice(namespace.as_bytes());
+    name.push(0);
+    name.extend_from_slice(id.as_bytes());
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &name)
+}
+
+/// The shard of a record: a stable hash of (namespace, id), taken from its point id.
+pub fn shard_of(point: &uuid::Uuid, shards: usize) -> usize {
+    let bytes = point.as_bytes();
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&bytes[..8]);
+    (u64::from_le_bytes(head) % shards as u64) as usize
+}
+
+/// Metadata values that parse as finite numbers, kept beside the strings for range filters.
+pub fn numeric_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<String, f64> {
+    metadata
+        .iter()
+        .filter_map(|(k, v)| v.trim().parse::<f64>().ok().filter(|n| n.is_finite()).map(|n| (k.clone(), n)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_ids_are_stable_and_separate_namespaces() {
+        let a = point_uuid("ns-a", "doc#0");
+        assert_eq!(a, point_uuid("ns-a", "doc#0"));
+        assert_ne!(a, point_uuid("ns-b", "doc#0"));
+        // The separator keeps ("a", "bc") and ("ab", "c") apart.
+        assert_ne!(point_uuid("a", "bc"), point_uuid("ab", "c"));
+        // Pinned value: changing the scheme would orphan every stored record.
+        assert_eq!(point_uuid("default", "x").to_string(), "a53a68cc-ad6e-59dd-90fa-411c34a7a6bd");
+        assert!(shard_of(&a, 4) < 4);
+    }
+
+    #[test]
+    fn shards_are_balanced() {
+        let mut counts = [0usize; 4];
+        for i in 0..4000 {
+            counts[shard_of(&point_uuid("ns", &i.to_string()), 4)] += 1;
+        }
+        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+    }
+}

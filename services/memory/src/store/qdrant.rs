@@ -1,0 +1,362 @@
+//! The `qdrant` store: one collection of a Qdrant server or cluster, through `qdrant-client`.
+//!
+//! The collection is created when missing, with the configured shard number, replication factor
+//! and write consistency factor; tenants are separated by a tenant-indexed `namespace` payload
+//! field (Qdrant's multitenancy). String ids map to UUIDv5 point ids; the id is kept in the
+//! payload. Writes use `wait=true`, so an acknowledged write is applied and in Qdrant's WAL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use qdrant_client::qdrant::point_id::PointIdOptions;
+use qdrant_client::qdrant::value::Kind;
+use qdrant_client::qdrant::{
+    self as q, Condition as QCondition, CountPointsBuilder, CreateCollectionBuilder,
+    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter as QFilter,
+    GetPointsBuilder, KeywordIndexParamsBuilder, PointId, PointStruct, PointsIdsList,
+    QueryPointsBuilder, ScrollPointsBuilder, SearchParamsBuilder, UpsertPointsBuilder,
+    VectorParamsBuilder,
+};
+use qdrant_client::{Payload, Qdrant};
+use tokio::sync::Semaphore;
+
+use super::{
+    numeric_metadata, point_uuid, Filter, Hit, Page, Predicate, Record, SearchQuery, VectorStore,
+    ID_KEY, META_KEY, NAMESPACE_KEY, NUM_KEY, TEXT_KEY,
+};
+use crate::error::{MemoryError, Result};
+
+/// Configuration of the qdrant store.
+#[derive(Clone)]
+pub struct QdrantStoreConfig {
+    /// gRPC URL, e.g. `http://qdrant:6334`.
+    pub url: String,
+    /// API key, if the cluster wants one.
+    pub api_key: Option<String>,
+    /// Collection name.
+    pub collection: String,
+    /// Vector dimension.
+    pub dimension: u64,
+    /// Shards, when the collection is created.
+    pub shard_number: u32,
+    /// Replicas per shard, when the collection is created.
+    pub replication_factor: u32,
+    /// Replicas that acknowledge a write, when the collection is created.
+    pub write_consistency_factor: u32,
+    /// Writes in flight before `Overloaded`.
+    pub max_inflight_writes: usize,
+    /// HNSW beam width at search time.
+    pub hnsw_ef: u64,
+}
+
+impl std::fmt::Debug for QdrantStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QdrantStoreConfig")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("collection", &self.collection)
+            .field("shard_number", &self.shard_number)
+            .field("replication_factor", &self.replication_factor)
+            .finish()
+    }
+}
+
+/// A store in a Qdrant collection.
+pub struct QdrantStore {
+    client: Qdrant,
+    config: QdrantStoreConfig,
+    write_permits: Arc<Semaphore>,
+}
+
+fn unavailable(err: impl std::fmt::Display) -> MemoryError {
+    MemoryError::Unavailable(format!("qdrant: {err}"))
+}
+
+impl QdrantStore {
+    /// Connects and creates the collection and its payload index when missing.
+    #[tracing::instrument(skip_all, fields(url = %config.url, collection = %config.collection))]
+    pub async fn connect(config: QdrantStoreConfig) -> Result<Self> {
+        let mut builder = Qdrant::from_url(&config.url).skip_compatibility_check();
+        if let Some(key) = &config.api_key {
+            builder = builder.api_key(key.clone());
+        }
+        let client = builder.build().map_err(unavailable)?;
+        let exists = client.collection_exists(&config.collection).await.map_err(unavailable)?;
+        if exists {
+            let info = client.collection_info(&config.collection).await.map_err(unavailable)?;
+            let size = info
+                .result
+                .and_then(|r| r.config)
+                .and_then(|c| c.params)
+                .and_then(|p| p.vectors_config)
+                .and_then(|v| match v.config {
+                    Some(q::vectors_config::Config::Params(p)) => Some(p.size),
+                    _ => None,
+                });
+            if let Some(size) = size.filter(|s| *s != config.dimension) {
+                return Err(MemoryError::Unavailable(format!(
+                    "collection `{}` holds vectors of dimension {size}; refusing dimension {}",
+                    config.collection, config.dimension
+                )));
+            }
+        } else {
+            client
+                .create_collection(
+                    CreateCollectionBuilder::new(&config.collection)
+                        .vectors_config(VectorParamsBuilder::new(config.dimension, Distance::Cosine))
+                        .shard_number(config.shard_number)
+                        .replication_factor(config.replication_factor)
+                        .write_consistency_factor(config.write_consistency_factor),
+                )
+                .await
+                .map_err(unavailable)?;
+            client
+                .create_field_index(
+                    CreateFieldIndexCollectionBuilder::new(&config.collection, NAMESPACE_KEY, FieldType::Keyword)
+                        .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
+                        .wait(true),
+                )
+                .await
+                .map_err(unavailable)?;
+            tracing::info!("collection created");
+        }
+        let write_permits = Arc::new(Semaphore::new(config.max_inflight_writes));
+        Ok(Self { client, config, write_permits })
+    }
+
+    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.write_permits)
+            .try_acquire_owned()
+            .map_err(|_| MemoryError::Overloaded { limit: self.config.max_inflight_writes })
+    }
+}
+
+fn to_filter(namespace: &str, filter: Option<&Filter>) -> QFilter {
+    let mut must = vec![QCondition::matches(NAMESPACE_KEY, q::r#match::MatchValue::Keyword(namespace.into()))];
+    for c in filter.map(|f| f.must.as_slice()).unwrap_or_default() {
+        let meta = format!("{META_KEY}.\"{}\"", c.key);
+        must.push(match &c.predicate {
+            Predicate::Equals(v) => QCondition::matches(meta, q::r#match::MatchValue::Keyword(v.clone())),
+            Predicate::AnyOf(vs) => QCondition::matches(meta, vs.clone()),
+            Predicate::Range { gt, gte, lt, lte } => QCondition::range(
+                format!("{NUM_KEY}.\"{}\"", c.key),
+                q::Range { gt: *gt, gte: *gte, lt: *lt, lte: *lte },
+            ),
+        });
+    }
+    QFilter::must(must)
+}
+
+fn payload_of(namespace: &str, record: &Record) -> Result<Payload> {
+    Payload::try_from(serde_json::json!({
+        NAMESPACE_KEY: namespace,
+        ID_KEY: record.id,
+        TEXT_KEY: record.text,
+        META_KEY: record.metadata,
+        NUM_KEY: numeric_metadata(&record.metadata),
+    }))
+    .map_err(MemoryError::store)
+}
+
+fn string_of(payload: &HashMap<String, q::Value>, key: &str) -> String {
+    match payload.get(key).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StringValue(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn metadata_of(payload: &HashMap<String, q::Value>) -> BTreeMap<String, String> {
+    match payload.get(META_KEY).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StructValue(s)) => s
+            .fields
+            .iter()
+            .filter_map(|(k, v)| match &v.kind {
+                Some(Kind::StringValue(s)) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+fn vector_of(vectors: Option<q::VectorsOutput>) -> Vec<f32> {
+    #[allow(deprecated)]
+    match vectors.and_then(|v| v.vectors_options) {
+        Some(q::vectors_output::VectorsOptions::Vector(v)) => match v.vector {
+            Some(q::vector_output::Vector::Dense(d)) => d.data,
+            _ => v.data,
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn uuid_id(namespace: &str, id: &str) -> PointId {
+    PointId::from(point_uuid(namespace, id).to_string())
+}
+
+#[async_trait]
+impl VectorStore for QdrantStore {
+    async fn upsert(&self, namespace: &str, records: Vec<Record>) -> Result<u64> {
+        let _permit = self.permit()?;
+        let n = records.len() as u64;
+        let points = records
+            .iter()
+            .map(|r| Ok(PointStruct::new(uuid_id(namespace, &r.id), r.vector.clone(), payload_of(namespace, r)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.client
+            .upsert_points(UpsertPointsBuilder::new(&self.config.collection, points).wait(true))
+            .await
+            .map_err(unavailable)?;
+        Ok(n)
+    }
+
+    async fn search(&self, query: SearchQuery) -> Result<Vec<Hit>> {
+        let mut request = QueryPointsBuilder::new(&self.config.collection)
+            .query(query.vector.clone())
+            .limit(query.top_k as u64)
+            .filter(to_filter(&query.namespace, query.filter.as_ref()))
+            .params(SearchParamsBuilder::default().hnsw_ef(self.config.hnsw_ef.max(query.top_k as u64)))
+            .with_payload(true);
+        if let Some(min) = query.min_score {
+            request = request.score_threshold(min);
+        }
+        let response = self.client.query(request).await.map_err(unavailable)?;
+        Ok(response
+            .result
+            .into_iter()
+            .map(|p| Hit {
+                id: string_of(&p.payload, ID_KEY),
+                score: p.score,
+                text: string_of(&p.payload, TEXT_KEY),
+                metadata: metadata_of(&p.payload),
+            })
+            .collect())
+    }
+
+    async fn get(&self, namespace: &str, ids: Vec<String>, with_vectors: bool) -> Result<Vec<Record>> {
+        let points: Vec<PointId> = ids.iter().map(|id| uuid_id(namespace, id)).collect();
+        let response = self
+            .client
+            .get_points(
+                GetPointsBuilder::new(&self.config.collection, points)
+                    .with_payload(true)
+                    .with_vectors(with_vectors),
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut found: HashMap<String, Record> = response
+            .result
+            .into_iter()
+            .filter(|p| string_of(&p.payload, NAMESPACE_KEY) == namespace)
+            .map(|p| {
+                let id = string_of(&p.payload, ID_KEY);
+                let record = Record {
+                    id: id.clone(),
+                    vector: vector_of(p.vectors),
+                    text: string_of(&p.payload, TEXT_KEY),
+                    metadata: metadata_of(&p.payload),
+                };
+                (id, record)
+            })
+            .collect();
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    async fn delete_ids(&self, namespace: &str, ids: Vec<String>) -> Result<u64> {
+        let _permit = self.permit()?;
+        let existing = self.get(namespace, ids.clone(), false).await?.len() as u64;
+        let points: Vec<PointId> = ids.iter().map(|id| uuid_id(namespace, id)).collect();
+        self.client
+            .delete_points(
+                DeletePointsBuilder::new(&self.config.collection)
+                    .points(PointsIdsList { ids: points })
+                    .wait(true),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(existing)
+    }
+
+    async fn delete_filter(&self, namespace: &str, filter: Filter) -> Result<u64> {
+        let _permit = self.permit()?;
+        self.delete_matching(to_filter(namespace, Some(&filter))).await
+    }
+
+    async fn count(&self, namespace: Option<&str>) -> Result<u64> {
+        let mut request = CountPointsBuilder::new(&self.config.collection).exact(true);
+        if let Some(ns) = namespace {
+            request = request.filter(to_filter(ns, None));
+        }
+        let response = self.client.count(request).await.map_err(unavailable)?;
+        Ok(response.result.map(|r| r.count).unwrap_or(0))
+    }
+
+    async fn list(
+        &self,
+        namespace: &str,
+        page_size: usize,
+        page_token: Option<String>,
+        with_vectors: bool,
+    ) -> Result<Page> {
+        let mut request = ScrollPointsBuilder::new(&self.config.collection)
+            .filter(to_filter(namespace, None))
+            .limit(page_size as u32)
+            .with_payload(true)
+            .with_vectors(with_vectors);
+        if let Some(token) = page_token {
+            let uuid: uuid::Uuid = token
+                .parse()
+                .map_err(|_| MemoryError::invalid("page_token", "not a token returned by List"))?;
+            request = request.offset(PointId::from(uuid.to_string()));
+        }
+        let response = self.client.scroll(request).await.map_err(unavailable)?;
+        let next_page_token = response.next_page_offset.and_then(|p| match p.point_id_options {
+            Some(PointIdOptions::Uuid(u)) => Some(u),
+            _ => None,
+        });
+        let records = response
+            .result
+            .into_iter()
+            .map(|p| Record {
+                id: string_of(&p.payload, ID_KEY),
+                vector: vector_of(p.vectors),
+                text: string_of(&p.payload, TEXT_KEY),
+                metadata: metadata_of(&p.payload),
+            })
+            .collect();
+        Ok(Page { records, next_page_token })
+    }
+
+    async fn drop_namespace(&self, namespace: &str) -> Result<u64> {
+        let _permit = self.permit()?;
+        self.delete_matching(to_filter(namespace, None)).await
+    }
+
+    async fn healthy(&self) -> bool {
+        self.client.health_check().await.is_ok()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        // Every write already waited for Qdrant to apply it.
+        Ok(())
+    }
+}
+
+impl QdrantStore {
+    async fn delete_matching(&self, filter: QFilter) -> Result<u64> {
+        let matching = self
+            .client
+            .count(CountPointsBuilder::new(&self.config.collection).filter(filter.clone()).exact(true))
+            .await
+            .map_err(unavailable)?
+            .result
+            .map(|r| r.count)
+            .unwrap_or(0);
+        self.client
+            .delete_points(DeletePointsBuilder::new(&self.config.collection).points(filter).wait(true))
+            .await
+            .map_err(unavailable)?;
+        Ok(matching)
+    }
+}
