@@ -32,6 +32,7 @@ pub async fn open_store(config: &MemoryConfig) -> Result<Arc<dyn VectorStore>> {
                 max_inflight_writes: config.max_inflight_writes,
                 hnsw_ef: config.hnsw_ef,
                 optimize_delay: Duration::from_millis(config.optimize_delay_ms),
+                segments_per_shard: config.segments_per_shard,
             };
             let store = tokio::task::spawn_blocking(move || EdgeStore::open(edge))
                 .await
@@ -135,7 +136,8 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     };
 
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Without TCP_NODELAY, small responses wait on delayed ACKs (about 40 ms each).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection_v1)

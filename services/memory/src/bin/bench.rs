@@ -38,8 +38,14 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     shards: usize,
     /// HNSW ef at search time.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 32)]
     hnsw_ef: usize,
+    /// Optimizer's target segments per shard.
+    #[arg(long, default_value_t = 1)]
+    segments: usize,
+    /// Only time this many searches right after the index build (for profilers), then exit.
+    #[arg(long)]
+    search_only: Option<usize>,
     /// Data directory (a fresh temporary one when unset).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
@@ -108,8 +114,9 @@ async fn main() -> anyhow::Result<()> {
         max_inflight_writes: 64,
         hnsw_ef: args.hnsw_ef,
         optimize_delay: Duration::from_secs(3600),
+        segments_per_shard: args.segments,
     };
-    println!("records {}, dimension {}, batch {}, shards {}, hnsw_ef {}", args.records, args.dimension, args.batch, args.shards, args.hnsw_ef);
+    println!("records {}, dimension {}, batch {}, shards {}, segments/shard {}, hnsw_ef {}", args.records, args.dimension, args.batch, args.shards, args.segments, args.hnsw_ef);
 
     let store = EdgeStore::open(config.clone()).context("open store")?;
     let started = Instant::now();
@@ -135,6 +142,16 @@ async fn main() -> anyhow::Result<()> {
     println!("index build: {:.1} s ({indexed} of {points} vectors in HNSW segments)", started.elapsed().as_secs_f64());
 
     let k = 10;
+    if let Some(n) = args.search_only {
+        let mut times = Vec::with_capacity(n);
+        for q in queries.iter().cycle().take(n) {
+            let t = Instant::now();
+            store.search(SearchQuery { namespace: "bench".into(), vector: q.clone(), top_k: k, filter: None, min_score: None }).await?;
+            times.push(t.elapsed());
+        }
+        report("search in-process (edge store)", times);
+        return Ok(());
+    }
     let mut hits_total = 0usize;
     let mut times = Vec::with_capacity(queries.len());
     for q in &queries {
@@ -159,6 +176,18 @@ async fn main() -> anyhow::Result<()> {
     report("search brute force (exact scan, 1 thread)", times);
     drop(store);
 
+    // Reopened from disk: the index must have been persisted.
+    let store = EdgeStore::open(config.clone()).context("reopen store")?;
+    let (points, indexed) = store.index_status();
+    let mut times = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let t = Instant::now();
+        store.search(SearchQuery { namespace: "bench".into(), vector: q.clone(), top_k: k, filter: None, min_score: None }).await?;
+        times.push(t.elapsed());
+    }
+    report(&format!("search in-process after reopening ({indexed} of {points} indexed)"), times);
+    drop(store);
+
     // The same store served over gRPC on loopback.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -167,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
     server_config.shards = args.shards as u32;
     server_config.dimension = args.dimension as u32;
     server_config.hnsw_ef = args.hnsw_ef;
+    server_config.segments_per_shard = args.segments;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(memgpt_memory::serve(server_config, listener, async move {
         let _ = stop_rx.await;

@@ -42,6 +42,8 @@ pub struct EdgeStoreConfig {
     pub hnsw_ef: usize,
     /// Quiet time after the last write before the optimizer runs.
     pub optimize_delay: Duration,
+    /// Segments the optimizer aims for in each shard (each is searched in turn).
+    pub segments_per_shard: usize,
 }
 
 const META_FILE: &str = "memgpt-store.json";
@@ -94,7 +96,7 @@ impl EdgeStore {
         for i in 0..config.shards {
             let path = dir.join("shards").join(i.to_string());
             std::fs::create_dir_all(&path).map_err(io)?;
-            let edge = open_shard(&path, config.dimension)?;
+            let edge = open_shard(&path, config.dimension, config.segments_per_shard)?;
             shards.push(Shard { edge, dirty: AtomicBool::new(true) });
         }
         let (journal, pending) = Journal::open(&dir.join(JOURNAL_FILE))?;
@@ -233,16 +235,17 @@ fn check_meta(dir: &Path, config: &EdgeStoreConfig) -> Result<()> {
     }
 }
 
-fn open_shard(path: &Path, dimension: usize) -> Result<EdgeShard> {
+fn open_shard(path: &Path, dimension: usize, segments: usize) -> Result<EdgeShard> {
     let config = EdgeConfig {
         vectors: [(
             String::new(),
             EdgeVectorParams::builder(dimension, qdrant_edge::Distance::Cosine).build(),
         )]
         .into(),
+        // int8 scalar quantisation: HNSW traversal on 4x smaller vectors, then rescoring of
+        // the candidates with the full vectors (Qdrant's default rescoring).
         optimizers: EdgeOptimizersConfig {
-            // Two segments a shard: few enough that a search stays cheap.
-            default_segment_number: Some(2),
+            default_segment_number: Some(segments.max(1)),
             ..Default::default()
         },
         ..Default::default()
