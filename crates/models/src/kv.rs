@@ -1,0 +1,98 @@
+//! The KV cache as an explicit type: per-layer keys and values of a batch of sequences, with
+//! a capacity and a filled length, that a scheduler can batch, slice and extend.
+
+use tch::{Device, Kind, Tensor};
+
+/// Keys and values of every layer: `[batch, kv_heads, capacity, head_dim]` each.
+pub struct KvCache {
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+    len: i64,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new(layers: i64, batch: i64, kv_heads: i64, capacity: i64, head_dim: i64, kind: Kind, device: Device) -> Self {
+        let shape = [batch, kv_heads, capacity, head_dim];
+        let keys = (0..layers).map(|_| Tensor::zeros(shape, (kind, device))).collect();
+        let values = (0..layers).map(|_| Tensor::zeros(shape, (kind, device))).collect();
+        Self { keys, values, len: 0 }
+    }
+
+    /// Filled positions (the same for every row).
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the cache can hold.
+    pub fn capacity(&self) -> i64 {
+        self.keys.first().map(|k| k.size()[2]).unwrap_or(0)
+    }
+
+    /// Rows.
+    pub fn batch(&self) -> i64 {
+        self.keys.first().map(|k| k.size()[0]).unwrap_or(0)
+    }
+
+    /// Bytes held by the tensors.
+    pub fn bytes(&self) -> i64 {
+        self.keys.iter().chain(&self.values).map(|t| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64).sum()
+    }
+
+    /// Writes `k` and `v` ([B, H, T, D]) of `layer` at `start` and returns the filled views
+    /// `[.., 0..start+T, ..]` of keys and values.
+    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor, start: i64) -> (Tensor, Tensor) {
+        let t = k.size()[2];
+        self.keys[layer].narrow(2, start, t).copy_(k);
+        self.values[layer].narrow(2, start, t).copy_(v);
+        (self.keys[layer].narrow(2, 0, start + t), self.values[layer].narrow(2, 0, start + t))
+    }
+
+    pub(crate) fn set_len(&mut self, len: i64) {
+        self.len = len;
+    }
+
+    /// Forgets everything after `len` positions.
+    pub fn truncate(&mut self, len: i64) {
+        self.len = self.len.min(len.max(0));
+    }
+
+    /// A cache of the given rows only (a scheduler dropping finished sequences).
+    pub fn select_rows(&self, rows: &[i64]) -> Self {
+        let device = self.keys.first().map(|k| k.device()).unwrap_or(Device::Cpu);
+        let index = Tensor::from_slice(rows).to_device(device);
+        Self {
+            keys: self.keys.iter().map(|k| k.index_select(0, &index)).collect(),
+            values: self.values.iter().map(|v| v.index_select(0, &index)).collect(),
+            len: self.len,
+        }
+    }
+
+    /// The same cache with room for `capacity` positions (grows or shrinks to at least `len`).
+    pub fn with_capacity(&self, capacity: i64) -> Self {
+        let capacity = capacity.max(self.len);
+        let resize = |t: &Tensor| {
+            let mut shape = t.size();
+            shape[2] = capacity;
+            let out = Tensor::zeros(shape.as_slice(), (t.kind(), t.device()));
+            out.narrow(2, 0, self.len).copy_(&t.narrow(2, 0, self.len));
+            out
+        };
+        Self { keys: self.keys.iter().map(resize).collect(), values: self.values.iter().map(resize).collect(), len: self.len }
+    }
+
+    /// Keys of a layer (filled part).
+    pub fn keys(&self, layer: usize) -> Tensor {
+        self.keys[layer].narrow(2, 0, self.len)
+    }
+
+    /// Values of a layer (filled part).
+    pub fn values(&self, layer: usize) -> Tensor {
+        self.values[layer].narrow(2, 0, self.len)
+    }
+}

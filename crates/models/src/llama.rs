@@ -1,0 +1,336 @@
+//! A llama-family causal LM on tch: RMSNorm, RoPE with the model's base, grouped-query
+//! attention through `scaled_dot_product_attention`, SwiGLU, tied or untied output head and
+//! optional q/k/v biases (Qwen2). Loads GGUF (any supported quantisation, dequantised into the
+//! compute dtype) or a Hugging Face safetensors folder.
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{ModelError, Result};
+use crate::gguf::{Gguf, Value};
+use crate::kv::KvCache;
+use crate::weights::{read_json, Weights};
+
+/// Shape and hyper-parameters of a llama-family model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// Architecture name (llama, qwen2, mistral…).
+    pub arch: String,
+    /// Transformer blocks.
+    pub n_layer: i64,
+    /// Hidden width.
+    pub n_embd: i64,
+    /// Feed-forward width.
+    pub n_ff: i64,
+    /// Query heads.
+    pub n_head: i64,
+    /// Key/value heads.
+    pub n_head_kv: i64,
+    /// Width of one head.
+    pub head_dim: i64,
+    /// RoPE base.
+    pub rope_base: f64,
+    /// RMSNorm epsilon.
+    pub rms_eps: f64,
+    /// Context length.
+    pub context_length: i64,
+    /// Vocabulary size.
+    pub vocab_size: i64,
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: Tensor,
+    wk: Tensor,
+    wv: Tensor,
+    bq: Option<Tensor>,
+    bk: Option<Tensor>,
+    bv: Option<Tensor>,
+    wo: Tensor,
+    ffn_norm: Tensor,
+    w_gate: Tensor,
+    w_up: Tensor,
+    w_down: Tensor,
+}
+
+/// The decoder.
+pub struct Llama {
+    /// Its configuration.
+    pub config: LlamaConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    /// Compute device.
+    pub device: Device,
+    /// Compute dtype.
+    pub kind: Kind,
+}
+
+const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2"];
+
+fn config_from_gguf(g: &Gguf) -> Result<LlamaConfig> {
+    let arch = g.require("general.architecture")?.as_str().unwrap_or_default().to_string();
+    if !SUPPORTED.contains(&arch.as_str()) {
+        return Err(ModelError::Unsupported { path: g.path.clone(), what: format!("architecture `{arch}` (supported: {})", SUPPORTED.join(", ")) });
+    }
+    let u = |key: &str| g.require_u64(&format!("{arch}.{key}")).map(|v| v as i64);
+    let n_embd = u("embedding_length")?;
+    let n_head = u("attention.head_count")?;
+    let vocab_size = match g.metadata.get(&format!("{arch}.vocab_size")).and_then(Value::as_u64) {
+        Some(v) => v as i64,
+        None => g.metadata.get("tokenizer.ggml.tokens").and_then(Value::as_array).map(|a| a.len() as i64).unwrap_or(0),
+    };
+    let config = LlamaConfig {
+        n_layer: u("block_count")?,
+        n_embd,
+        n_ff: u("feed_forward_length")?,
+        n_head,
+        n_head_kv: u("attention.head_count_kv").unwrap_or(n_head),
+        head_dim: u("rope.dimension_count").unwrap_or(n_embd / n_head.max(1)),
+        rope_base: g.metadata.get(&format!("{arch}.rope.freq_base")).and_then(Value::as_f64).unwrap_or(10_000.0),
+        rms_eps: g.metadata.get(&format!("{arch}.attention.layer_norm_rms_epsilon")).and_then(Value::as_f64).unwrap_or(1e-5),
+        context_length: u("context_length").unwrap_or(2048),
+        vocab_size,
+        arch,
+    };
+    check_config(&config, &g.path)?;
+    Ok(config)
+}
+
+fn check_config(c: &LlamaConfig, path: &Path) -> Result<()> {
+    let ok = c.n_layer > 0 && c.n_embd > 0 && c.n_head > 0 && c.n_head_kv > 0 && c.n_head % c.n_head_kv == 0 && c.head_dim % 2 == 0 && c.vocab_size > 0;
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::format(path, format!("inconsistent model shape: {c:?}")))
+    }
+}
+
+fn config_from_hf(path: &Path) -> Result<LlamaConfig> {
+    let json = read_json(path)?;
+    let arch = json.get("model_type").and_then(|v| v.as_str()).unwrap_or("llama").to_string();
+    if !SUPPORTED.contains(&arch.as_str()) {
+        return Err(ModelError::Unsupported { path: path.to_path_buf(), what: format!("model_type `{arch}`") });
+    }
+    let int = |key: &str| json.get(key).and_then(|v| v.as_i64()).ok_or_else(|| ModelError::format(path, format!("`{key}` is missing")));
+    let n_embd = int("hidden_size")?;
+    let n_head = int("num_attention_heads")?;
+    let config = LlamaConfig {
+        n_layer: int("num_hidden_layers")?,
+        n_embd,
+        n_ff: int("intermediate_size")?,
+        n_head,
+        n_head_kv: int("num_key_value_heads").unwrap_or(n_head),
+        head_dim: int("head_dim").unwrap_or(n_embd / n_head.max(1)),
+        rope_base: json.get("rope_theta").and_then(|v| v.as_f64()).unwrap_or(10_000.0),
+        rms_eps: json.get("rms_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-5),
+        context_length: int("max_position_embeddings").unwrap_or(2048),
+        vocab_size: int("vocab_size")?,
+        arch,
+    };
+    check_config(&config, path)?;
+    Ok(config)
+}
+
+/// GGUF stores llama q/k rows permuted for interleaved RoPE; undo it (rotate-half layout).
+fn unpermute(w: Tensor, heads: i64) -> Tensor {
+    let (out, inp) = w.size2().expect("2-D weight");
+    w.reshape([heads, out / heads / 2, 2, inp]).transpose(1, 2).reshape([out, inp])
+}
+
+impl Llama {
+    /// Loads a GGUF file.
+    pub fn from_gguf(gguf: &Gguf, device: Device, kind: Kind) -> Result<Self> {
+        let config = config_from_gguf(gguf)?;
+        let permuted = config.arch != "qwen2";
+        let names = |i: i64, n: &str| format!("blk.{i}.{n}");
+        let weights = Weights::Gguf(Gguf::open(&gguf.path)?);
+        Self::build(config, &weights, device, kind, &|i, part| {
+            Some(match part {
+                "attn_norm" => names(i, "attn_norm.weight"),
+                "q" => names(i, "attn_q.weight"),
+                "k" => names(i, "attn_k.weight"),
+                "v" => names(i, "attn_v.weight"),
+                "q_bias" => names(i, "attn_q.bias"),
+                "k_bias" => names(i, "attn_k.bias"),
+                "v_bias" => names(i, "attn_v.bias"),
+                "o" => names(i, "attn_output.weight"),
+                "ffn_norm" => names(i, "ffn_norm.weight"),
+                "gate" => names(i, "ffn_gate.weight"),
+                "up" => names(i, "ffn_up.weight"),
+                "down" => names(i, "ffn_down.weight"),
+                "embed" => "token_embd.weight".into(),
+                "norm" => "output_norm.weight".into(),
+                "head" => "output.weight".into(),
+                _ => return None,
+            })
+        }, permuted)
+    }
+
+    /// Loads a Hugging Face folder (config.json and safetensors).
+    pub fn from_hf_dir(dir: &Path, device: Device, kind: Kind) -> Result<Self> {
+        let config = config_from_hf(&dir.join("config.json"))?;
+        let weights = Weights::safetensors_dir(dir)?;
+        let names = |i: i64, n: &str| format!("model.layers.{i}.{n}");
+        Self::build(config, &weights, device, kind, &|i, part| {
+            Some(match part {
+                "attn_norm" => names(i, "input_layernorm.weight"),
+                "q" => names(i, "self_attn.q_proj.weight"),
+                "k" => names(i, "self_attn.k_proj.weight"),
+                "v" => names(i, "self_attn.v_proj.weight"),
+                "q_bias" => names(i, "self_attn.q_proj.bias"),
+                "k_bias" => names(i, "self_attn.k_proj.bias"),
+                "v_bias" => names(i, "self_attn.v_proj.bias"),
+                "o" => names(i, "self_attn.o_proj.weight"),
+                "ffn_norm" => names(i, "post_attention_layernorm.weight"),
+                "gate" => names(i, "mlp.gate_proj.weight"),
+                "up" => names(i, "mlp.up_proj.weight"),
+                "down" => names(i, "mlp.down_proj.weight"),
+                "embed" => "model.embed_tokens.weight".into(),
+                "norm" => "model.norm.weight".into(),
+                "head" => "lm_head.weight".into(),
+                _ => return None,
+            })
+        }, false)
+    }
+
+    fn build(
+        config: LlamaConfig,
+        w: &Weights,
+        device: Device,
+        kind: Kind,
+        name: &dyn Fn(i64, &str) -> Option<String>,
+        permuted: bool,
+    ) -> Result<Self> {
+        let c = &config;
+        let n = |i: i64, p: &str| -> String { name(i, p).expect("known part") };
+        let (q_out, kv_out) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
+        let load = |t: &str, shape: &[i64]| w.load(t, shape, kind, device);
+        let mut layers = Vec::with_capacity(c.n_layer as usize);
+        for i in 0..c.n_layer {
+            let mut wq = w.load(&n(i, "q"), &[q_out, c.n_embd], Kind::Float, Device::Cpu)?;
+            let mut wk = w.load(&n(i, "k"), &[kv_out, c.n_embd], Kind::Float, Device::Cpu)?;
+            if permuted {
+                wq = unpermute(wq, c.n_head);
+                wk = unpermute(wk, c.n_head_kv);
+            }
+            let bias = |part: &str, len: i64| -> Result<Option<Tensor>> {
+                let t = n(i, part);
+                if w.has(&t) { Ok(Some(load(&t, &[len])?)) } else { Ok(None) }
+            };
+            layers.push(Layer {
+                attn_norm: load(&n(i, "attn_norm"), &[c.n_embd])?,
+                wq: wq.to_kind(kind).to_device(device),
+                wk: wk.to_kind(kind).to_device(device),
+                wv: load(&n(i, "v"), &[kv_out, c.n_embd])?,
+                bq: bias("q_bias", q_out)?,
+                bk: bias("k_bias", kv_out)?,
+                bv: bias("v_bias", kv_out)?,
+                wo: load(&n(i, "o"), &[c.n_embd, q_out])?,
+                ffn_norm: load(&n(i, "ffn_norm"), &[c.n_embd])?,
+                w_gate: load(&n(i, "gate"), &[c.n_ff, c.n_embd])?,
+                w_up: load(&n(i, "up"), &[c.n_ff, c.n_embd])?,
+                w_down: load(&n(i, "down"), &[c.n_embd, c.n_ff])?,
+            });
+        }
+        let embed = load(&n(0, "embed"), &[c.vocab_size, c.n_embd])?;
+        let lm_head = if w.has(&n(0, "head")) { load(&n(0, "head"), &[c.vocab_size, c.n_embd])? } else { embed.shallow_clone() };
+        let norm = load(&n(0, "norm"), &[c.n_embd])?;
+        let (cos, sin) = rope_tables(c, kind, device);
+        Ok(Self { config, embed, layers, norm, lm_head, cos, sin, device, kind })
+    }
+
+    /// A KV cache for `batch` sequences of up to `capacity` tokens.
+    pub fn new_cache(&self, batch: i64, capacity: i64) -> KvCache {
+        KvCache::new(self.config.n_layer, batch, self.config.n_head_kv, capacity, self.config.head_dim, self.kind, self.device)
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Tensor {
+        // Norms in f32 whatever the compute dtype.
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        (xf * (var + self.config.rms_eps).rsqrt()).to_kind(self.kind) * weight
+    }
+
+    fn rope(&self, x: &Tensor, positions: &Tensor) -> Tensor {
+        // x: [B, H, T, D]; positions: [B, T].
+        let cos = self.cos.index_select(0, &positions.flatten(0, 1)).view([positions.size()[0], 1, positions.size()[1], -1]);
+        let sin = self.sin.index_select(0, &positions.flatten(0, 1)).view([positions.size()[0], 1, positions.size()[1], -1]);
+        let half = self.config.head_dim / 2;
+        let x1 = x.narrow(-1, 0, half);
+        let x2 = x.narrow(-1, half, half);
+        let rotated = Tensor::cat(&[x2.neg(), x1], -1);
+        x * cos + rotated * sin
+    }
+
+    /// Runs `tokens` ([B, T]) at `positions` ([B, T]), appending their keys and values to the
+    /// cache; returns the logits of the last position of each row ([B, vocab], f32).
+    /// `key_mask` ([B, L] bool, L = cache length after the call) marks keys each row may see
+    /// (false for padding); causality is applied on top.
+    pub fn forward(&self, tokens: &Tensor, positions: &Tensor, cache: &mut KvCache, key_mask: Option<&Tensor>) -> Result<Tensor> {
+        let hidden = self.forward_hidden(tokens, positions, cache, key_mask)?;
+        let last = hidden.select(1, -1);
+        Ok(last.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float))
+    }
+
+    /// As [`Llama::forward`], returning the final hidden states of every position ([B, T, n_embd]).
+    pub fn forward_hidden(&self, tokens: &Tensor, positions: &Tensor, cache: &mut KvCache, key_mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t) = tokens.size2()?;
+        let c = &self.config;
+        let start = cache.len();
+        if start + t > cache.capacity() {
+            return Err(ModelError::InvalidInput { field: "tokens".into(), reason: format!("{} tokens exceed the KV cache capacity {}", start + t, cache.capacity()) });
+        }
+        let total = start + t;
+        // Boolean mask [B, 1, T, L]: causal within the new tokens, plus the caller's key mask.
+        let mask = if key_mask.is_none() && t == 1 {
+            None
+        } else {
+            let q_pos = Tensor::arange_start(start, total, (Kind::Int64, self.device)).unsqueeze(1);
+            let k_pos = Tensor::arange(total, (Kind::Int64, self.device)).unsqueeze(0);
+            let causal = k_pos.le_tensor(&q_pos).view([1, 1, t, total]);
+            Some(match key_mask {
+                Some(m) => causal.logical_and(&m.view([b, 1, 1, total])),
+                None => causal,
+            })
+        };
+        let mut x = self.embed.index_select(0, &tokens.flatten(0, 1)).view([b, t, c.n_embd]);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = self.rms_norm(&x, &layer.attn_norm);
+            let q = h.linear(&layer.wq, layer.bq.as_ref()).view([b, t, c.n_head, c.head_dim]).transpose(1, 2);
+            let k = h.linear(&layer.wk, layer.bk.as_ref()).view([b, t, c.n_head_kv, c.head_dim]).transpose(1, 2);
+            let v = h.linear(&layer.wv, layer.bv.as_ref()).view([b, t, c.n_head_kv, c.head_dim]).transpose(1, 2);
+            let q = self.rope(&q, positions);
+            let k = self.rope(&k, positions);
+            let (keys, values) = cache.append(i, &k, &v, start);
+            let attn = Tensor::scaled_dot_product_attention(&q, &keys, &values, mask.as_ref(), 0.0, false, None, true);
+            let attn = attn.transpose(1, 2).reshape([b, t, c.n_head * c.head_dim]);
+            x = x + attn.linear::<Tensor>(&layer.wo, None);
+            let h = self.rms_norm(&x, &layer.ffn_norm);
+            let gate = h.linear::<Tensor>(&layer.w_gate, None).silu();
+            let up = h.linear::<Tensor>(&layer.w_up, None);
+            x = x + (gate * up).linear::<Tensor>(&layer.w_down, None);
+        }
+        cache.set_len(total);
+        Ok(self.rms_norm(&x, &self.norm))
+    }
+
+    /// Logits of hidden states ([.., n_embd] to [.., vocab], f32).
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        hidden.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float)
+    }
+}
+
+fn rope_tables(c: &LlamaConfig, kind: Kind, device: Device) -> (Tensor, Tensor) {
+    // As transformers computes them, in f32: inv_freq = 1 / base^(2i/d), angle = pos * inv_freq.
+    let steps = Tensor::arange_start_step(0, c.head_dim, 2, (Kind::Float, Device::Cpu)) / c.head_dim as f64;
+    let inv_freq = Tensor::from(c.rope_base as f32).pow(&steps).reciprocal();
+    let positions = Tensor::arange(c.context_length, (Kind::Float, Device::Cpu)).unsqueeze(1);
+    let angles = positions * inv_freq.unsqueeze(0);
+    let angles = Tensor::cat(&[&angles, &angles], -1);
+    (angles.cos().to_kind(kind).to_device(device), angles.sin().to_kind(kind).to_device(device))
+}

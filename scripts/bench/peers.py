@@ -1,0 +1,113 @@
+"""Peers of the model benchmarks, run in the same session as `memgpt bench` (see models.sh).
+Each prints one JSON line like the Rust side.
+
+    peers.py encoder --input corpus.jsonl.gz --limit 1000 --batch-size 32 --threads 2
+    peers.py llamacpp --streams 1 --new-tokens 64 --threads 2
+    peers.py transformers --new-tokens 32 --threads 2
+"""
+
+import argparse
+import gzip
+import json
+import os
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MODELS = os.path.join(ROOT, "models")
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The same prompt as crates/cli/src/bench.rs.
+PROMPT = ("Write a long story about a lighthouse keeper who discovers a map in a bottle, with many "
+          "details about the sea, the weather and the village nearby.")
+
+
+def encoder(args):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(args.threads)
+    opener = gzip.open if args.input.endswith(".gz") else open
+    texts = []
+    with opener(args.input, "rt") as f:
+        for line in f:
+            d = json.loads(line)
+            texts.append((d.get("title", "") + " " + d.get("text", "")).strip())
+            if len(texts) == args.limit:
+                break
+    model = SentenceTransformer(os.path.join(MODELS, "all-MiniLM-L6-v2"), device="cpu")
+    model.encode(texts[: args.batch_size], batch_size=args.batch_size)
+    start = time.perf_counter()
+    model.encode(texts, batch_size=args.batch_size)
+    secs = time.perf_counter() - start
+    print(json.dumps({"system": "sentence-transformers", "documents": len(texts), "seconds": secs,
+                      "documents_per_s": len(texts) / secs, "threads": torch.get_num_threads()}))
+
+
+def llamacpp(args):
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=os.path.join(MODELS, GGUF), n_threads=args.threads, n_ctx=1024, verbose=False)
+    text = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+            f"<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n")
+    tokens = llm.tokenize(text.encode(), add_bos=False, special=True)
+    # Prefill alone.
+    llm.reset()
+    start = time.perf_counter()
+    llm.eval(tokens)
+    prefill = time.perf_counter() - start
+    # Decoding: greedy, one token at a time, ignoring EOS.
+    generated = 0
+    start = time.perf_counter()
+    for _ in range(args.new_tokens):
+        token = llm.sample(top_k=1, temp=0.0)
+        llm.eval([token])
+        generated += 1
+    decode = time.perf_counter() - start
+    print(json.dumps({"system": "llama.cpp", "streams": 1, "prompt_tokens": len(tokens),
+                      "prefill_tokens_per_s": len(tokens) / prefill,
+                      "decode_tokens_per_s": generated / decode, "threads": args.threads}))
+
+
+def transformers_generate(args):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    tok = AutoTokenizer.from_pretrained(MODELS, gguf_file=GGUF)
+    model = AutoModelForCausalLM.from_pretrained(MODELS, gguf_file=GGUF, dtype=torch.float32).eval()
+    text = tok.apply_chat_template([{"role": "user", "content": PROMPT}], tokenize=False, add_generation_prompt=True)
+    ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
+    mask = torch.ones_like(ids)
+    kwargs = dict(attention_mask=mask, do_sample=False, eos_token_id=None, pad_token_id=tok.eos_token_id)
+    with torch.no_grad():
+        model.generate(ids, max_new_tokens=2, **kwargs)
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, **kwargs)
+        prefill = time.perf_counter() - start
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=args.new_tokens, **kwargs)
+        total = time.perf_counter() - start
+    print(json.dumps({"system": "transformers", "streams": 1, "prompt_tokens": ids.shape[1],
+                      "prefill_tokens_per_s": ids.shape[1] / prefill,
+                      "decode_tokens_per_s": (args.new_tokens - 1) / max(total - prefill, 1e-9),
+                      "threads": torch.get_num_threads()}))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("encoder")
+    e.add_argument("--input", required=True)
+    e.add_argument("--limit", type=int, default=1000)
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--threads", type=int, default=2)
+    for name in ["llamacpp", "transformers"]:
+        d = sub.add_parser(name)
+        d.add_argument("--streams", type=int, default=1)
+        d.add_argument("--new-tokens", type=int, default=64)
+        d.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    {"encoder": encoder, "llamacpp": llamacpp, "transformers": transformers_generate}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
