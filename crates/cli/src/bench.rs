@@ -79,10 +79,10 @@ pub fn decoder(args: DecoderBench) -> anyhow::Result<()> {
     let prompt = decoder.chat_prompt(&[ChatMessage::new("user", PROMPT)])?;
     let prompts = vec![prompt.clone(); args.streams];
     // Warm-up.
-    decoder.greedy_batch(&prompts, 2)?;
+    let _ = decoder.greedy_batch(&prompts, 2)?;
     // Prefill alone (one new token), then prefill plus decoding; the difference is decoding.
     let started = Instant::now();
-    decoder.greedy_batch(&prompts, 1)?;
+    let _ = decoder.greedy_batch(&prompts, 1)?;
     let prefill = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let (out, _) = decoder.greedy_batch_no_eos(&prompts, args.new_tokens)?;
