@@ -15,12 +15,12 @@ MEMGPT="$ROOT/target/release/memgpt"
 cargo build --release -p memgpt-cli >/dev/null 2>&1
 OUT="$(mktemp)"
 for run in $(seq "$RUNS"); do
-    "$MEMGPT" bench encoder --input "$CORPUS" --limit 1000 --batch-size 32 --precision f32 --threads "$THREADS" | tee -a "$OUT"
+    "$MEMGPT" bench encoder --input "$CORPUS" --limit 300 --batch-size 32 --precision f32 --threads "$THREADS" | tee -a "$OUT"
     # bf16 pays only on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere it is emulated.
     if grep -qE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
-        "$MEMGPT" bench encoder --input "$CORPUS" --limit 1000 --batch-size 32 --precision bf16 --threads "$THREADS" | tee -a "$OUT"
+        "$MEMGPT" bench encoder --input "$CORPUS" --limit 300 --batch-size 32 --precision bf16 --threads "$THREADS" | tee -a "$OUT"
     fi
-    "$PY" scripts/bench/peers.py encoder --input "$CORPUS" --limit 1000 --batch-size 32 --threads "$THREADS" | tee -a "$OUT"
+    "$PY" scripts/bench/peers.py encoder --input "$CORPUS" --limit 300 --batch-size 32 --threads "$THREADS" | tee -a "$OUT"
     "$MEMGPT" bench decoder --streams 1 --new-tokens 64 --threads "$THREADS" | tee -a "$OUT"
     "$MEMGPT" bench decoder --streams 16 --new-tokens 32 --threads "$THREADS" | sed 's/"system":"memgpt"/"system":"memgpt-16"/' | tee -a "$OUT"
     "$PY" scripts/bench/peers.py llamacpp --new-tokens 64 --threads "$THREADS" | tee -a "$OUT"
