@@ -256,10 +256,14 @@ impl Llama {
         (xf * (var + self.config.rms_eps).rsqrt()).to_kind(self.kind) * weight
     }
 
-    fn rope(&self, x: &Tensor, positions: &Tensor) -> Tensor {
-        // x: [B, H, T, D]; positions: [B, T].
-        let cos = self.cos.index_select(0, &positions.flatten(0, 1)).view([positions.size()[0], 1, positions.size()[1], -1]);
-        let sin = self.sin.index_select(0, &positions.flatten(0, 1)).view([positions.size()[0], 1, positions.size()[1], -1]);
+    /// cos and sin at `positions` ([B, T]), shaped [B, 1, T, D] to broadcast over heads.
+    fn rope_at(&self, positions: &Tensor) -> (Tensor, Tensor) {
+        let (b, t) = (positions.size()[0], positions.size()[1]);
+        let flat = positions.flatten(0, 1);
+        (self.cos.index_select(0, &flat).view([b, 1, t, -1]), self.sin.index_select(0, &flat).view([b, 1, t, -1]))
+    }
+
+    fn rope(&self, x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Tensor {
         let half = self.config.head_dim / 2;
         let x1 = x.narrow(-1, 0, half);
         let x2 = x.narrow(-1, half, half);
@@ -299,13 +303,15 @@ impl Llama {
             })
         };
         let mut x = self.embed.index_select(0, &tokens.flatten(0, 1)).view([b, t, c.n_embd]);
+        // Gathered once per call, not once per layer.
+        let rope = self.rope_at(positions);
         for (i, layer) in self.layers.iter().enumerate() {
             let h = self.rms_norm(&x, &layer.attn_norm);
             let q = h.linear(&layer.wq, layer.bq.as_ref()).view([b, t, c.n_head, c.head_dim]).transpose(1, 2);
             let k = h.linear(&layer.wk, layer.bk.as_ref()).view([b, t, c.n_head_kv, c.head_dim]).transpose(1, 2);
             let v = h.linear(&layer.wv, layer.bv.as_ref()).view([b, t, c.n_head_kv, c.head_dim]).transpose(1, 2);
-            let q = self.rope(&q, positions);
-            let k = self.rope(&k, positions);
+            let q = self.rope(&q, &rope);
+            let k = self.rope(&k, &rope);
             let (keys, values) = cache.append(i, &k, &v, start);
             let attn = Tensor::scaled_dot_product_attention(&q, &keys, &values, mask.as_ref(), 0.0, false, None, true);
             let attn = attn.transpose(1, 2).reshape([b, t, c.n_head * c.head_dim]);
