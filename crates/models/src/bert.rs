@@ -60,7 +60,7 @@ impl Bert {
         let config = read_json(&config_path)?;
         let int = |k: &str| config.get(k).and_then(|v| v.as_i64()).ok_or_else(|| ModelError::format(&config_path, format!("`{k}` is missing")));
         let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("bert");
-        if !matches!(model_type, "bert" | "roberta" | "xlm-roberta") || model_type != "bert" {
+        if model_type != "bert" {
             return Err(ModelError::Unsupported { path: config_path.clone(), what: format!("encoder model_type `{model_type}` (supported: bert)") });
         }
         let (hidden, layers, heads, inter) = (int("hidden_size")?, int("num_hidden_layers")?, int("num_attention_heads")?, int("intermediate_size")?);

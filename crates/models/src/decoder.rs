@@ -40,8 +40,8 @@ impl Decoder {
             Some(source) => ChatTemplate::new(source, &tokenizer.bos_text, &tokenizer.eos_text)?,
             None => ChatTemplate::chatml(),
         };
-        let model = Llama::from_gguf(&gguf, device, kind)?;
         let name = gguf.metadata.get("general.name").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| file_name(path));
+        let model = Llama::from_gguf(gguf, device, kind)?;
         Ok(Self { model, tokenizer, template, name })
     }
 

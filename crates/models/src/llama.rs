@@ -144,11 +144,11 @@ fn unpermute(w: Tensor, heads: i64) -> Tensor {
 
 impl Llama {
     /// Loads a GGUF file.
-    pub fn from_gguf(gguf: &Gguf, device: Device, kind: Kind) -> Result<Self> {
-        let config = config_from_gguf(gguf)?;
+    pub fn from_gguf(gguf: Gguf, device: Device, kind: Kind) -> Result<Self> {
+        let config = config_from_gguf(&gguf)?;
         let permuted = config.arch != "qwen2";
         let names = |i: i64, n: &str| format!("blk.{i}.{n}");
-        let weights = Weights::Gguf(Gguf::open(&gguf.path)?);
+        let weights = Weights::Gguf(gguf);
         Self::build(config, &weights, device, kind, &|i, part| {
             Some(match part {
                 "attn_norm" => names(i, "attn_norm.weight"),

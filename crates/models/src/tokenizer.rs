@@ -110,7 +110,7 @@ impl TextTokenizer {
         let mut eos: Vec<u32> = eos_id.into_iter().collect();
         // End-of-turn tokens of common chat templates also end generation.
         for name in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>"] {
-            if let Some(&i) = tokens.iter().position(|t| t == name).as_ref().map(|p| p) {
+            if let Some(i) = tokens.iter().position(|t| t == name) {
                 let i = i as u32;
                 if !eos.contains(&i) {
                     eos.push(i);

@@ -127,7 +127,7 @@ fn an_unknown_architecture_is_named() {
     let err = load_err(&path);
     assert!(err.contains("arch.gguf"), "{err}");
     let gguf = Gguf::open(&path).unwrap();
-    let err = memgpt_models::llama::Llama::from_gguf(&gguf, Device::Cpu, Kind::Float).err().unwrap().to_string();
+    let err = memgpt_models::llama::Llama::from_gguf(gguf, Device::Cpu, Kind::Float).err().unwrap().to_string();
     assert!(err.contains("arch.gguf") && err.contains("architecture `mamba`"), "{err}");
 }
 
@@ -151,7 +151,7 @@ fn unknown_and_unsupported_quantisation_types_are_named() {
         .tensor("blk.0.attn_q.weight", &[256, 256], 13, &vec![0u8; 176 * 256])
         .write(&path);
     let gguf = Gguf::open(&path).unwrap();
-    let err = memgpt_models::llama::Llama::from_gguf(&gguf, Device::Cpu, Kind::Float).err().unwrap().to_string();
+    let err = memgpt_models::llama::Llama::from_gguf(gguf, Device::Cpu, Kind::Float).err().unwrap().to_string();
     assert!(err.contains("q5k.gguf") && err.contains("unsupported quantisation type Q5_K"), "{err}");
 }
 
