@@ -19,6 +19,38 @@ impl KvCache {
         Self { keys, values, len: 0 }
     }
 
+    /// An empty cache whose storage is not zeroed (only filled positions are ever read).
+    pub fn uninit(layers: i64, batch: i64, kv_heads: i64, capacity: i64, head_dim: i64, kind: Kind, device: Device) -> Self {
+        let shape = [batch, kv_heads, capacity, head_dim];
+        let keys = (0..layers).map(|_| Tensor::empty(shape, (kind, device))).collect();
+        let values = (0..layers).map(|_| Tensor::empty(shape, (kind, device))).collect();
+        Self { keys, values, len: 0 }
+    }
+
+    /// Layers.
+    pub fn layers(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Copies keys and values (`[B, H, T, D]`) of every layer into positions `start..start+T`
+    /// and marks the cache filled up to there (a shared prefix, or cached memory states).
+    pub fn write(&mut self, start: i64, keys: &[Tensor], values: &[Tensor]) {
+        let mut end = start;
+        for (layer, (k, v)) in keys.iter().zip(values).enumerate() {
+            let t = k.size()[2];
+            self.keys[layer].narrow(2, start, t).copy_(k);
+            self.values[layer].narrow(2, start, t).copy_(v);
+            end = start + t;
+        }
+        self.len = self.len.max(end);
+    }
+
+    /// Copies of keys and values of every layer at positions `start..start+len`.
+    pub fn read(&self, start: i64, len: i64) -> (Vec<Tensor>, Vec<Tensor>) {
+        let copy = |t: &Tensor| t.narrow(2, start, len).copy();
+        (self.keys.iter().map(copy).collect(), self.values.iter().map(copy).collect())
+    }
+
     /// Filled positions (the same for every row).
     pub fn len(&self) -> i64 {
         self.len

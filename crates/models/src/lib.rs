@@ -12,6 +12,7 @@ pub mod gguf;
 pub mod kv;
 pub mod llama;
 pub mod quant;
+pub mod ragged;
 pub mod tokenizer;
 pub mod weights;
 

@@ -39,31 +39,31 @@ pub struct LlamaConfig {
     pub vocab_size: i64,
 }
 
-struct Layer {
-    attn_norm: Tensor,
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
-    bq: Option<Tensor>,
-    bk: Option<Tensor>,
-    bv: Option<Tensor>,
-    wo: Tensor,
-    ffn_norm: Tensor,
-    w_gate: Tensor,
-    w_up: Tensor,
-    w_down: Tensor,
+pub(crate) struct Layer {
+    pub(crate) attn_norm: Tensor,
+    pub(crate) wq: Tensor,
+    pub(crate) wk: Tensor,
+    pub(crate) wv: Tensor,
+    pub(crate) bq: Option<Tensor>,
+    pub(crate) bk: Option<Tensor>,
+    pub(crate) bv: Option<Tensor>,
+    pub(crate) wo: Tensor,
+    pub(crate) ffn_norm: Tensor,
+    pub(crate) w_gate: Tensor,
+    pub(crate) w_up: Tensor,
+    pub(crate) w_down: Tensor,
 }
 
 /// The decoder.
 pub struct Llama {
     /// Its configuration.
     pub config: LlamaConfig,
-    embed: Tensor,
-    layers: Vec<Layer>,
-    norm: Tensor,
-    lm_head: Tensor,
-    cos: Tensor,
-    sin: Tensor,
+    pub(crate) embed: Tensor,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) norm: Tensor,
+    pub(crate) lm_head: Tensor,
+    pub(crate) cos: Tensor,
+    pub(crate) sin: Tensor,
     /// Compute device.
     pub device: Device,
     /// Compute dtype.
@@ -249,7 +249,7 @@ impl Llama {
         KvCache::new(self.config.n_layer, batch, self.config.n_head_kv, capacity, self.config.head_dim, self.kind, self.device)
     }
 
-    fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Tensor {
+    pub(crate) fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Tensor {
         // Norms in f32 whatever the compute dtype.
         let xf = x.to_kind(Kind::Float);
         let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
@@ -257,13 +257,13 @@ impl Llama {
     }
 
     /// cos and sin at `positions` ([B, T]), shaped [B, 1, T, D] to broadcast over heads.
-    fn rope_at(&self, positions: &Tensor) -> (Tensor, Tensor) {
+    pub(crate) fn rope_at(&self, positions: &Tensor) -> (Tensor, Tensor) {
         let (b, t) = (positions.size()[0], positions.size()[1]);
         let flat = positions.flatten(0, 1);
         (self.cos.index_select(0, &flat).view([b, 1, t, -1]), self.sin.index_select(0, &flat).view([b, 1, t, -1]))
     }
 
-    fn rope(&self, x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Tensor {
+    pub(crate) fn rope(&self, x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Tensor {
         let half = self.config.head_dim / 2;
         let x1 = x.narrow(-1, 0, half);
         let x2 = x.narrow(-1, half, half);

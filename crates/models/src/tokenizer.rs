@@ -127,6 +127,12 @@ impl TextTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Token ids of `text` with the byte range `[start, end)` of `text` each token covers.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+        let encoding = self.inner.encode(text, false).map_err(|e| ModelError::Tokenizer { path: "<tokenizer>".into(), reason: e.to_string() })?;
+        Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
     /// Token ids of `text` with the model's special tokens added (e.g. BERT's [CLS] and [SEP]),
     /// truncated as configured.
     pub fn encode_with_special(&self, text: &str) -> Result<Vec<u32>> {
