@@ -80,7 +80,9 @@ fn flatten_enum(out: &mut Contract, scope: &str, enumeration: &prost_types::Enum
 
 /// Renders a contract as the baseline file's text: `key = value` lines, sorted.
 pub fn render(contract: &Contract) -> String {
-    contract.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+    let header = "# Wire contract of the protos: one line per field, enum value and RPC. A test fails when a line\n\
+                  # disappears or changes; regenerate after a compatible addition (see proto/tests/compat.rs).\n";
+    header.to_string() + &contract.iter().map(|(k, v)| format!("{k} = {v}\n")).collect::<String>()
 }
 
 /// Parses a baseline file.

@@ -1,0 +1,286 @@
+//! The continuous-batching scheduler on the model thread. Each iteration: take new jobs, drop
+//! cancelled ones, admit waiting jobs while the batch and the KV budget allow (their prompt
+//! prefix copied from the prefix cache when cached), then run one ragged step holding one
+//! token of every decoding sequence and prompt chunks of the prefilling ones (up to the
+//! prefill budget), sample, stream, and retire finished sequences at once.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use memgpt_models::decoder::Decoder;
+use memgpt_models::kv::KvCache;
+use memgpt_models::llama::Llama;
+use memgpt_models::ragged::SeqStep;
+use memgpt_models::tokenizer::TextTokenizer;
+use memgpt_proto::generator::v1::{FinishReason, GenerateFinal, GenerateResponse, MemoryAttention, Usage};
+use tch::Device;
+
+use super::prefix::PrefixCache;
+use super::sampling::Sampler;
+use super::text::TextStream;
+use super::{EngineConfig, Job, Stats};
+
+/// One forward pass of a few tokens, so the first request does not pay for lazy set-up.
+pub(super) fn warm_up(decoder: &Decoder) -> memgpt_models::Result<()> {
+    let _guard = tch::no_grad_guard();
+    let c = &decoder.model.config;
+    let mut cache = KvCache::uninit(c.n_layer, 1, c.n_head_kv, 8, c.head_dim, decoder.model.kind, decoder.model.device);
+    let tokens = decoder.tokenizer.encode("Hello")?;
+    let tokens = if tokens.is_empty() { vec![0] } else { tokens };
+    let mut step = [SeqStep { tokens: &tokens[..tokens.len().min(4)], cache: &mut cache, spans: &[] }];
+    decoder.model.forward_ragged(&mut step, 1)?;
+    Ok(())
+}
+
+struct Seq {
+    job: Job,
+    cache: KvCache,
+    prefilled: usize,
+    input: [u32; 1],
+    generated: Vec<u32>,
+    sampler: Sampler,
+    text: TextStream,
+    shares: Vec<f32>,
+    share_steps: u32,
+    first_token_at: Option<Instant>,
+    reserved: u64,
+}
+
+impl Seq {
+    fn gone(&self, now: Instant) -> bool {
+        self.job.tx.is_closed() || self.job.deadline.is_some_and(|d| now >= d)
+    }
+}
+
+pub(super) struct Scheduler {
+    model: Llama,
+    tokenizer: Arc<TextTokenizer>,
+    config: EngineConfig,
+    stats: Arc<Stats>,
+    abort: Arc<AtomicBool>,
+    prefix: PrefixCache,
+    queue: VecDeque<Job>,
+    running: Vec<Seq>,
+    kv_reserved: u64,
+}
+
+impl Scheduler {
+    pub(super) fn new(model: Llama, tokenizer: Arc<TextTokenizer>, config: &EngineConfig, stats: Arc<Stats>, abort: Arc<AtomicBool>) -> Self {
+        let prefix = PrefixCache::new(config.prefix_block_tokens, config.prefix_cache_bytes);
+        Self { model, tokenizer, config: config.clone(), stats, abort, prefix, queue: VecDeque::new(), running: Vec::new(), kv_reserved: 0 }
+    }
+
+    pub(super) fn run(mut self, rx: Receiver<Job>) {
+        let _guard = tch::no_grad_guard();
+        let mut open = true;
+        loop {
+            if open && self.running.is_empty() && self.queue.is_empty() {
+                match rx.recv() {
+                    Ok(job) => self.queue.push_back(job),
+                    Err(_) => open = false,
+                }
+            }
+            while open {
+                match rx.try_recv() {
+                    Ok(job) => self.queue.push_back(job),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+            }
+            if self.abort.load(Ordering::SeqCst) {
+                self.cancel_everything();
+                return;
+            }
+            self.drop_cancelled();
+            self.admit();
+            if self.running.is_empty() {
+                if !open && self.queue.is_empty() {
+                    return;
+                }
+                continue;
+            }
+            if let Err(err) = self.step() {
+                tracing::error!(error = %err, batch = self.running.len(), "model step failed; failing its sequences");
+                for seq in std::mem::take(&mut self.running) {
+                    let _ = seq.job.tx.send(Err(tonic::Status::internal(format!("model step failed: {err}"))));
+                    self.release(&seq);
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, seq: &Seq) {
+        self.kv_reserved -= seq.reserved;
+        self.stats.kv_tokens.store(self.kv_reserved, Ordering::Relaxed);
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn cancel_everything(&mut self) {
+        for job in std::mem::take(&mut self.queue) {
+            self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            let _ = job.tx.send(Err(tonic::Status::unavailable("the generator is shutting down")));
+        }
+        for i in (0..self.running.len()).rev() {
+            self.finish(i, FinishReason::Cancelled, None);
+        }
+    }
+
+    fn drop_cancelled(&mut self) {
+        let now = Instant::now();
+        let before = self.queue.len();
+        self.queue.retain(|job| {
+            let gone = job.tx.is_closed() || job.deadline.is_some_and(|d| now >= d);
+            if gone {
+                let _ = job.tx.send(Err(tonic::Status::deadline_exceeded("the deadline passed while the request waited")));
+            }
+            !gone
+        });
+        let dropped = (before - self.queue.len()) as u64;
+        self.stats.waiting.fetch_sub(dropped, Ordering::SeqCst);
+        self.stats.cancelled.fetch_add(dropped, Ordering::Relaxed);
+        for i in (0..self.running.len()).rev() {
+            if self.running[i].gone(now) {
+                self.finish(i, FinishReason::Cancelled, None);
+            }
+        }
+    }
+
+    fn admit(&mut self) {
+        while self.running.len() < self.config.max_batch {
+            let Some(job) = self.queue.front() else { break };
+            let reserved = (job.prompt.len() + job.max_new) as u64;
+            if self.kv_reserved + reserved > self.config.max_kv_tokens {
+                break;
+            }
+            let Some(job) = self.queue.pop_front() else { break };
+            self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
+            let c = &self.model.config;
+            let mut cache = KvCache::uninit(c.n_layer, 1, c.n_head_kv, reserved as i64, c.head_dim, self.model.kind, self.model.device);
+            let prefilled = self.prefix.fill(&job.prompt, &mut cache);
+            self.stats.prefix_hit_tokens.fetch_add(prefilled as u64, Ordering::Relaxed);
+            tracing::debug!(parent: &job.span, prompt_tokens = job.prompt.len(), prefix_hit_tokens = prefilled, batch = self.running.len() + 1, "admitted");
+            let sampler = Sampler::new(job.sampling.clone(), c.vocab_size as usize, &job.prompt);
+            let text = TextStream::new(job.stop.clone());
+            let shares = vec![0.0; job.spans.len()];
+            self.kv_reserved += reserved;
+            self.stats.kv_tokens.store(self.kv_reserved, Ordering::Relaxed);
+            self.stats.active.fetch_add(1, Ordering::Relaxed);
+            self.running.push(Seq { job, cache, prefilled, input: [0], generated: Vec::new(), sampler, text, shares, share_steps: 0, first_token_at: None, reserved });
+        }
+    }
+
+    /// One ragged step over the running batch.
+    fn step(&mut self) -> memgpt_models::Result<()> {
+        let mut budget = self.config.max_batch_prefill_tokens;
+        let mut rows = Vec::new(); // (sequence index, emits a token)
+        let mut steps = Vec::new();
+        for (i, seq) in self.running.iter_mut().enumerate() {
+            let Seq { job, cache, prefilled, input, .. } = seq;
+            let prompt_len = job.prompt.len();
+            let (tokens, emits): (&[u32], bool) = if *prefilled == prompt_len {
+                (&input[..], true)
+            } else if budget > 0 {
+                let chunk = (prompt_len - *prefilled).min(budget);
+                budget -= chunk;
+                let tokens = &job.prompt[*prefilled..*prefilled + chunk];
+                *prefilled += chunk;
+                (tokens, *prefilled == prompt_len)
+            } else {
+                continue;
+            };
+            let spans: &[(i64, i64)] = if emits { &job.spans } else { &[] };
+            rows.push((i, emits));
+            steps.push(SeqStep { tokens, cache, spans });
+        }
+        let out = self.model.forward_ragged(&mut steps, self.config.attribution_layers)?;
+        drop(steps);
+        self.stats.steps.fetch_add(1, Ordering::Relaxed);
+        let vocab = out.logits.size()[1] as usize;
+        let logits: Vec<f32> = Vec::try_from(out.logits.to_device(Device::Cpu).flatten(0, -1))?;
+        let mut finished = Vec::new();
+        for (row, &(i, emits)) in rows.iter().enumerate() {
+            if !emits {
+                continue;
+            }
+            let seq = &mut self.running[i];
+            if seq.generated.is_empty() {
+                self.prefix.insert(&seq.job.prompt, &seq.cache);
+            }
+            for (acc, s) in seq.shares.iter_mut().zip(&out.shares[row]) {
+                *acc += s;
+            }
+            seq.share_steps += 1;
+            let mut row_logits = logits[row * vocab..(row + 1) * vocab].to_vec();
+            let token = seq.sampler.sample(&mut row_logits);
+            seq.generated.push(token);
+            self.stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
+            if seq.first_token_at.is_none() {
+                let now = Instant::now();
+                seq.first_token_at = Some(now);
+                self.stats.ttft_us_total.fetch_add(now.duration_since(seq.job.received).as_micros() as u64, Ordering::Relaxed);
+            }
+            if self.tokenizer.eos.contains(&token) {
+                finished.push((i, FinishReason::Eos, None));
+                continue;
+            }
+            let text = self.tokenizer.decode(&seq.generated)?;
+            let update = seq.text.update(&text);
+            if !update.delta.is_empty() {
+                let _ = seq.job.tx.send(Ok(GenerateResponse { delta: update.delta, r#final: None }));
+            }
+            if let Some(final_text) = update.stopped {
+                finished.push((i, FinishReason::Stop, Some(final_text)));
+            } else if seq.generated.len() >= seq.job.max_new {
+                finished.push((i, FinishReason::Length, None));
+            } else {
+                seq.input = [token];
+            }
+        }
+        // Highest index first, so removals keep the other indices valid.
+        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        for (i, reason, text) in finished {
+            self.finish(i, reason, text);
+        }
+        Ok(())
+    }
+
+    /// Sends the final message of sequence `i` and frees its slot.
+    fn finish(&mut self, i: usize, reason: FinishReason, stopped_text: Option<String>) {
+        let mut seq = self.running.swap_remove(i);
+        let now = Instant::now();
+        let text = match stopped_text {
+            Some(t) => t,
+            None => {
+                let ids: Vec<u32> = seq.generated.iter().copied().filter(|t| !self.tokenizer.eos.contains(t)).collect();
+                self.tokenizer.decode(&ids).unwrap_or_default()
+            }
+        };
+        let delta = if reason == FinishReason::Stop { String::new() } else { seq.text.finish(&text) };
+        let steps = seq.share_steps.max(1) as f32;
+        let attention = seq.job.memory_ids.iter().zip(&seq.shares).map(|(id, s)| MemoryAttention { memory_id: id.clone(), share: s / steps }).collect();
+        let ttft_ms = seq.first_token_at.map(|t| t.duration_since(seq.job.received).as_secs_f64() * 1e3).unwrap_or(0.0);
+        let decode_ms = seq.first_token_at.map(|t| now.duration_since(t).as_secs_f64() * 1e3).unwrap_or(0.0);
+        let usage = Usage { prompt_tokens: seq.job.prompt.len() as u32, completion_tokens: seq.generated.len() as u32 };
+        tracing::info!(
+            parent: &seq.job.span,
+            finish = reason.as_str_name(),
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            ttft_ms,
+            decode_ms,
+            "generation finished"
+        );
+        let last = GenerateFinal { text, finish_reason: reason as i32, usage: Some(usage), attention, ttft_ms, decode_ms };
+        let _ = seq.job.tx.send(Ok(GenerateResponse { delta, r#final: Some(last) }));
+        if reason == FinishReason::Cancelled {
+            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.finished.fetch_add(1, Ordering::Relaxed);
+        }
+        self.release(&seq);
+    }
+}

@@ -1,0 +1,133 @@
+//! The `memgpt.generator.v1.Generator` gRPC adapter: validate, build the prompt off the async
+//! threads, check it against the context, and hand a job to the engine.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use memgpt_proto::generator::v1::generator_server::Generator;
+use memgpt_proto::generator::v1::{
+    AttendMode, GenerateRequest, GenerateResponse, InfoRequest, InfoResponse, WarmMemoriesRequest, WarmMemoriesResponse,
+};
+use tokio::sync::OnceCell;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::config::GeneratorConfig;
+use crate::error::{GeneratorError, Result};
+use crate::prompt;
+use crate::scheduler::{Engine, Job};
+use crate::validate;
+
+/// Where the engine appears once loaded.
+pub type EngineSlot = Arc<OnceCell<Arc<Engine>>>;
+
+/// The Generator service.
+pub struct GeneratorService {
+    engine: EngineSlot,
+    config: Arc<GeneratorConfig>,
+}
+
+impl GeneratorService {
+    /// A service over the engine slot.
+    pub fn new(engine: EngineSlot, config: Arc<GeneratorConfig>) -> Self {
+        Self { engine, config }
+    }
+
+    fn engine(&self) -> Result<Arc<Engine>> {
+        self.engine.get().cloned().ok_or_else(|| GeneratorError::Unavailable("the model is still loading".into()))
+    }
+
+    async fn start(&self, request: Request<GenerateRequest>) -> Result<UnboundedReceiverStream<std::result::Result<GenerateResponse, Status>>> {
+        let received = Instant::now();
+        let deadline = validate::deadline(request.metadata());
+        let req = request.into_inner();
+        let checked = validate::check(&req, &self.config)?;
+        let engine = self.engine()?;
+        let built = {
+            let (engine, config, checked) = (Arc::clone(&engine), Arc::clone(&self.config), checked.clone());
+            tokio::task::spawn_blocking(move || {
+                prompt::build(&engine.tokenizer, &engine.template, &checked.messages, &checked.memory_texts, &config.memory_instruction)
+            })
+            .await
+            .map_err(|e| GeneratorError::Internal(format!("prompt task: {e}")))??
+        };
+        let context = engine.info.context_length;
+        let needed = built.tokens.len() + checked.max_new;
+        if needed > context {
+            return Err(GeneratorError::invalid(
+                "prompt",
+                format!("{} prompt tokens plus max_new_tokens {} exceed the context length {context}", built.tokens.len(), checked.max_new),
+            ));
+        }
+        if needed as u64 > self.config.max_kv_tokens {
+            return Err(GeneratorError::invalid(
+                "prompt",
+                format!("{} prompt tokens plus max_new_tokens {} exceed the server's KV budget of {} tokens", built.tokens.len(), checked.max_new, self.config.max_kv_tokens),
+            ));
+        }
+        let span = tracing::info_span!(
+            "generate",
+            prompt_tokens = built.tokens.len(),
+            memories = checked.memory_ids.len(),
+            max_new_tokens = checked.max_new,
+            temperature = checked.sampling.temperature
+        );
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        engine.submit(Job {
+            prompt: built.tokens,
+            spans: built.spans,
+            memory_ids: checked.memory_ids,
+            sampling: checked.sampling,
+            stop: checked.stop,
+            max_new: checked.max_new,
+            deadline,
+            received,
+            tx,
+            span,
+        })?;
+        Ok(UnboundedReceiverStream::new(rx))
+    }
+}
+
+#[tonic::async_trait]
+impl Generator for GeneratorService {
+    type GenerateStream = UnboundedReceiverStream<std::result::Result<GenerateResponse, Status>>;
+
+    async fn generate(&self, request: Request<GenerateRequest>) -> std::result::Result<Response<Self::GenerateStream>, Status> {
+        let span = tracing::info_span!("generate_request");
+        match self.start(request).instrument(span).await {
+            Ok(stream) => Ok(Response::new(stream)),
+            Err(err) => {
+                tracing::debug!(error = %err, "generate refused");
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn warm_memories(&self, _request: Request<WarmMemoriesRequest>) -> std::result::Result<Response<WarmMemoriesResponse>, Status> {
+        Err(GeneratorError::Unimplemented("WarmMemories needs the fused attend mode (memory-KV cache), which is not available in this version".into()).into())
+    }
+
+    async fn info(&self, _request: Request<InfoRequest>) -> std::result::Result<Response<InfoResponse>, Status> {
+        let engine = self.engine()?;
+        let s = &engine.stats;
+        Ok(Response::new(InfoResponse {
+            model: engine.info.name.clone(),
+            device: engine.info.device.clone(),
+            dtype: engine.info.dtype.clone(),
+            context_length: engine.info.context_length as u32,
+            max_batch: self.config.max_batch,
+            max_batch_prefill_tokens: self.config.max_batch_prefill_tokens,
+            max_kv_tokens: self.config.max_kv_tokens,
+            default_attend_mode: AttendMode::Concat as i32,
+            active_sequences: s.active.load(Ordering::Relaxed) as u32,
+            waiting_requests: s.waiting.load(Ordering::Relaxed) as u32,
+            tokens_generated: s.tokens_generated.load(Ordering::Relaxed),
+            kv_tokens_reserved: s.kv_tokens.load(Ordering::Relaxed),
+            prefix_cache_hit_tokens: s.prefix_hit_tokens.load(Ordering::Relaxed),
+            requests_cancelled: s.cancelled.load(Ordering::Relaxed),
+        }))
+    }
+}

@@ -1,0 +1,144 @@
+//! Request validation: every problem is INVALID_ARGUMENT naming the field, found before any
+//! work is queued.
+
+use memgpt_models::chat::ChatMessage;
+use memgpt_proto::generator::v1::{AttendMode, GenerateRequest};
+
+use crate::config::GeneratorConfig;
+use crate::error::{GeneratorError, Result};
+use crate::scheduler::sampling::SamplingParams;
+
+const MAX_ID_BYTES: usize = 256;
+const MAX_STOP_BYTES: usize = 256;
+
+/// A request that passed validation, with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Chat messages (a raw prompt becomes one user message).
+    pub messages: Vec<ChatMessage>,
+    /// Memory ids.
+    pub memory_ids: Vec<String>,
+    /// Memory texts.
+    pub memory_texts: Vec<String>,
+    /// Sampling.
+    pub sampling: SamplingParams,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// Most tokens to generate.
+    pub max_new: usize,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> GeneratorError {
+    GeneratorError::invalid(field, reason)
+}
+
+/// Checks `req` against the configured limits.
+pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked> {
+    let messages = match (req.messages.is_empty(), req.prompt.is_empty()) {
+        (true, true) => return Err(invalid("messages", "the request has no messages and no prompt")),
+        (false, false) => return Err(invalid("prompt", "give `messages` or `prompt`, not both")),
+        (true, false) => vec![ChatMessage::new("user", &req.prompt)],
+        (false, true) => {
+            if req.messages.len() > config.max_messages {
+                return Err(invalid("messages", format!("{} messages exceed the limit of {}", req.messages.len(), config.max_messages)));
+            }
+            let mut out = Vec::with_capacity(req.messages.len());
+            for (i, m) in req.messages.iter().enumerate() {
+                if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+                    return Err(invalid(format!("messages[{i}].role"), format!("`{}` is not one of system, user, assistant", m.role.escape_debug())));
+                }
+                out.push(ChatMessage::new(&m.role, &m.content));
+            }
+            if out.iter().all(|m| m.content.trim().is_empty()) {
+                return Err(invalid("messages", "every message is empty"));
+            }
+            out
+        }
+    };
+    let prompt_bytes: usize = messages.iter().map(|m| m.content.len()).sum();
+    if prompt_bytes > config.max_prompt_bytes {
+        let field = if req.prompt.is_empty() { "messages" } else { "prompt" };
+        return Err(invalid(field, format!("{prompt_bytes} bytes of text exceed the limit of {}", config.max_prompt_bytes)));
+    }
+    if req.memories.len() > config.max_memories {
+        return Err(invalid("memories", format!("{} memories exceed the limit of {}", req.memories.len(), config.max_memories)));
+    }
+    for (i, m) in req.memories.iter().enumerate() {
+        if m.id.is_empty() || m.id.len() > MAX_ID_BYTES {
+            return Err(invalid(format!("memories[{i}].id"), format!("must be 1 to {MAX_ID_BYTES} bytes")));
+        }
+        if m.text.trim().is_empty() {
+            return Err(invalid(format!("memories[{i}].text"), "is empty"));
+        }
+        if m.text.len() > config.max_memory_bytes {
+            return Err(invalid(format!("memories[{i}].text"), format!("{} bytes exceed the limit of {}", m.text.len(), config.max_memory_bytes)));
+        }
+    }
+    match AttendMode::try_from(req.attend_mode) {
+        Ok(AttendMode::Unspecified | AttendMode::Concat) => {}
+        Ok(AttendMode::Fused) => {
+            return Err(GeneratorError::Unimplemented("attend_mode FUSED (memory-KV fusion) is not available in this version; use CONCAT".into()))
+        }
+        Err(_) => return Err(invalid("attend_mode", format!("unknown value {}", req.attend_mode))),
+    }
+    let p = req.params.clone().unwrap_or_default();
+    let max_new = p.max_new_tokens.unwrap_or(config.default_max_new_tokens);
+    if max_new == 0 || max_new > config.max_new_tokens_limit {
+        return Err(invalid("params.max_new_tokens", format!("{max_new} is outside 1..={}", config.max_new_tokens_limit)));
+    }
+    let temperature = p.temperature.unwrap_or(config.default_temperature);
+    if !temperature.is_finite() || temperature < 0.0 {
+        return Err(invalid("params.temperature", format!("{temperature} must be a finite number >= 0")));
+    }
+    let top_p = p.top_p.unwrap_or(config.default_top_p);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(invalid("params.top_p", format!("{top_p} is outside (0, 1]")));
+    }
+    let top_k = p.top_k.unwrap_or(config.default_top_k);
+    if top_k > i32::MAX as u32 {
+        return Err(invalid("params.top_k", "must be >= 0 (a negative number was sent)"));
+    }
+    let repetition_penalty = p.repetition_penalty.unwrap_or(config.default_repetition_penalty);
+    if !repetition_penalty.is_finite() || repetition_penalty <= 0.0 {
+        return Err(invalid("params.repetition_penalty", format!("{repetition_penalty} must be a finite number > 0")));
+    }
+    if p.stop.len() > config.max_stop {
+        return Err(invalid("params.stop", format!("{} stop strings exceed the limit of {}", p.stop.len(), config.max_stop)));
+    }
+    for (i, s) in p.stop.iter().enumerate() {
+        if s.is_empty() || s.len() > MAX_STOP_BYTES {
+            return Err(invalid(format!("params.stop[{i}]"), format!("must be 1 to {MAX_STOP_BYTES} bytes")));
+        }
+    }
+    Ok(Checked {
+        messages,
+        memory_ids: req.memories.iter().map(|m| m.id.clone()).collect(),
+        memory_texts: req.memories.iter().map(|m| m.text.clone()).collect(),
+        sampling: SamplingParams {
+            temperature,
+            top_p,
+            top_k: top_k as usize,
+            repetition_penalty,
+            seed: p.seed.unwrap_or_else(rand::random),
+        },
+        stop: p.stop,
+        max_new: max_new as usize,
+    })
+}
+
+/// The deadline a client set with the `grpc-timeout` header, if any.
+pub fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Instant> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let d = match unit {
+        "H" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+        "M" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        "S" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_millis(n),
+        "u" => std::time::Duration::from_micros(n),
+        "n" => std::time::Duration::from_nanos(n),
+        _ => return None,
+    };
+    std::time::Instant::now().checked_add(d)
+}
