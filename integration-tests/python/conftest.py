@@ -69,3 +69,10 @@ def memory_service(tmp_path):
     service = Service("memgpt-memory", ["--data-dir", str(tmp_path / "memory"), "--dimension", "4"])
     yield service
     service.stop()
+
+
+@pytest.fixture
+def generator_service():
+    service = Service("memgpt-generator", ["--shutdown-grace-secs", "60"])
+    yield service
+    service.stop()

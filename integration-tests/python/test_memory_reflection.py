@@ -4,40 +4,15 @@ memgpt.memory.v1.Memory, and the service drains and exits cleanly on SIGTERM."""
 import signal
 
 import grpc
-from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
+from reflected import ReflectedClient
 
 SERVICE = "memgpt.memory.v1.Memory"
 
 
-class ReflectedClient:
-    """Builds request and response classes from the server's own descriptors."""
-
-    def __init__(self, channel):
-        self.channel = channel
-        self.db = ProtoReflectionDescriptorDatabase(channel)
-        self.pool = descriptor_pool.DescriptorPool(self.db)
-        self.service = self.pool.FindServiceByName(SERVICE)
-
-    def call(self, method, body):
-        m = self.service.methods_by_name[method]
-        request_class = message_factory.GetMessageClass(m.input_type)
-        response_class = message_factory.GetMessageClass(m.output_type)
-        stub = self.channel.unary_unary(
-            f"/{SERVICE}/{method}",
-            request_serializer=request_class.SerializeToString,
-            response_deserializer=response_class.FromString,
-        )
-        response = stub(json_format.ParseDict(body, request_class()), timeout=30)
-        return json_format.MessageToDict(response, preserving_proto_field_name=True)
-
-
 def test_reflection_lists_and_calls_every_rpc(memory_service):
     channel = memory_service.wait_serving()
-    client = ReflectedClient(channel)
+    client = ReflectedClient(channel, SERVICE)
     assert SERVICE in client.db.get_services()
     assert "grpc.health.v1.Health" in client.db.get_services()
     assert sorted(client.service.methods_by_name) == sorted(
@@ -86,7 +61,7 @@ def test_reflection_lists_and_calls_every_rpc(memory_service):
 
 def test_sigterm_drains_and_exits_cleanly(memory_service):
     channel = memory_service.wait_serving()
-    client = ReflectedClient(channel)
+    client = ReflectedClient(channel, SERVICE)
     client.call("Upsert", {"namespace": "t", "records": [{"id": "x", "vector": [1, 2, 3, 4]}]})
     memory_service.proc.send_signal(signal.SIGTERM)
     assert memory_service.proc.wait(timeout=60) == 0
