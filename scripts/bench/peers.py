@@ -3,6 +3,7 @@ Each prints one JSON line like the Rust side.
 
     peers.py encoder --input corpus.jsonl.gz --limit 1000 --batch-size 32 --threads 2
     peers.py llamacpp --streams 1 --new-tokens 64 --threads 2
+    peers.py llamacpp-batched --streams 16 --new-tokens 64 --threads 2
     peers.py transformers --new-tokens 32 --threads 2
 """
 
@@ -67,6 +68,86 @@ def llamacpp(args):
                       "decode_tokens_per_s": generated / decode, "threads": args.threads}))
 
 
+def bench_prompts(n):
+    """The shared benchmark prompts (scripts/bench/prompts.txt), as many as `n`, cycled."""
+    with open(os.path.join(ROOT, "scripts", "bench", "prompts.txt")) as f:
+        prompts = [line.strip() for line in f if line.strip()]
+    return [prompts[i % len(prompts)] for i in range(n)]
+
+
+def llamacpp_batched(args):
+    """llama.cpp's own batched decoding (one llama_batch holding a token of every sequence),
+    greedy, ignoring EOS; the wall time includes prefilling every prompt."""
+    import llama_cpp as L
+    import numpy as np
+
+    L.llama_backend_init()
+    model = L.llama_model_load_from_file(os.path.join(MODELS, GGUF).encode(), L.llama_model_default_params())
+    vocab = L.llama_model_get_vocab(model)
+    n_vocab = L.llama_vocab_n_tokens(vocab)
+
+    def tokenize(text):
+        raw = text.encode()
+        buf = (L.llama_token * (len(raw) + 16))()
+        n = L.llama_tokenize(vocab, raw, len(raw), buf, len(buf), False, True)
+        return list(buf[:n])
+
+    template = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+                "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n")
+    prompts = [tokenize(template.format(p)) for p in bench_prompts(args.streams)]
+    params = L.llama_context_default_params()
+    params.n_ctx = sum(len(p) + args.new_tokens for p in prompts) + 64
+    params.n_batch = params.n_ubatch = 512
+    params.n_seq_max = args.streams
+    params.kv_unified = True
+    params.n_threads = params.n_threads_batch = args.threads
+    ctx = L.llama_init_from_model(model, params)
+    batch = L.llama_batch_init(512, 0, 1)
+
+    def run(items):
+        """Decodes (token, pos, seq, wants_logits) items in chunks of 512; returns the batch
+        index of each logits row, per sequence, for the last chunk holding it."""
+        rows = {}
+        for start in range(0, len(items), 512):
+            batch.n_tokens = 0
+            for i, (tok, pos, seq, logits) in enumerate(items[start:start + 512]):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = tok, pos, 1
+                batch.seq_id[i][0], batch.logits[i] = seq, logits
+                batch.n_tokens = i + 1
+                if logits:
+                    rows[seq] = i
+            assert L.llama_decode(ctx, batch) == 0
+            if start + 512 < len(items):
+                # Logits are only kept for the last decode; sample those sequences now.
+                for seq, i in list(rows.items()):
+                    rows[seq] = ("done", argmax(i))
+        return rows
+
+    def argmax(i):
+        ptr = L.llama_get_logits_ith(ctx, i)
+        return int(np.argmax(np.ctypeslib.as_array(ptr, shape=(n_vocab,))))
+
+    start = time.perf_counter()
+    rows = run([(t, j, s, j == len(p) - 1) for s, p in enumerate(prompts) for j, t in enumerate(p)])
+    next_tokens = [rows[s][1] if isinstance(rows[s], tuple) else argmax(rows[s]) for s in range(len(prompts))]
+    ttft = time.perf_counter() - start
+    positions = [len(p) for p in prompts]
+    generated = len(prompts)
+    for _ in range(args.new_tokens - 1):
+        rows = run([(next_tokens[s], positions[s], s, True) for s in range(len(prompts))])
+        next_tokens = [argmax(rows[s]) for s in range(len(prompts))]
+        positions = [p + 1 for p in positions]
+        generated += len(prompts)
+    secs = time.perf_counter() - start
+    print(json.dumps({"system": "llama.cpp-batched", "streams": args.streams, "completion_tokens": generated,
+                      "seconds": secs, "aggregate_tokens_per_s": generated / secs, "ttft_p50_ms": ttft * 1e3,
+                      "decode_tokens_per_s": (generated - len(prompts)) / (secs - ttft),
+                      "threads": args.threads}))
+    L.llama_batch_free(batch)
+    L.llama_free(ctx)
+    L.llama_model_free(model)
+
+
 def transformers_generate(args):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,13 +181,14 @@ def main():
     e.add_argument("--limit", type=int, default=1000)
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--threads", type=int, default=2)
-    for name in ["llamacpp", "transformers"]:
+    for name in ["llamacpp", "llamacpp-batched", "transformers"]:
         d = sub.add_parser(name)
         d.add_argument("--streams", type=int, default=1)
         d.add_argument("--new-tokens", type=int, default=64)
         d.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    {"encoder": encoder, "llamacpp": llamacpp, "transformers": transformers_generate}[args.cmd](args)
+    {"encoder": encoder, "llamacpp": llamacpp, "llamacpp-batched": llamacpp_batched,
+     "transformers": transformers_generate}[args.cmd](args)
 
 
 if __name__ == "__main__":

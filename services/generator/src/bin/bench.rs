@@ -1,1 +1,144 @@
-fn main() {}
+//! `memgpt-generator-bench`: aggregate tokens/s and time to first token through gRPC at several
+//! concurrency levels. Starts a generator in-process on port 0 (or uses `--addr`), sends N
+//! concurrent greedy streams of the shared benchmark prompts (scripts/bench/prompts.txt) and
+//! prints one JSON line per level and run. Not a test; see docs/benchmarks.md.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use memgpt_generator::GeneratorConfig;
+use memgpt_proto::generator::v1 as pb;
+use pb::generator_client::GeneratorClient;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+
+#[derive(Debug, Parser)]
+#[command(name = "memgpt-generator-bench", about = "Generator throughput and TTFT through gRPC")]
+struct Args {
+    /// A running generator; without it one is started in-process.
+    #[arg(long)]
+    addr: Option<String>,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,32")]
+    streams: Vec<usize>,
+    /// Tokens per stream (streams may end earlier at EOS; only generated tokens count).
+    #[arg(long, default_value_t = 64)]
+    new_tokens: u32,
+    /// Runs per level.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Intra-op threads of the in-process generator.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Prompt file, one prompt a line.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench/prompts.txt"))]
+    prompts: std::path::PathBuf,
+}
+
+async fn start_in_process(threads: usize) -> anyhow::Result<String> {
+    let mut config = GeneratorConfig::defaults();
+    config.threads = threads;
+    config.max_batch = 32;
+    config.max_waiting = 256;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = memgpt_generator::serve(config, listener, std::future::pending()).await {
+            eprintln!("generator failed: {e}");
+            std::process::exit(1);
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(addr.to_string())?;
+    for _ in 0..600 {
+        if let Ok(channel) = endpoint.connect().await {
+            let mut health = HealthClient::new(channel.clone());
+            let mut watch = health.watch(tonic_health::pb::HealthCheckRequest { service: String::new() }).await?.into_inner();
+            while let Some(r) = watch.message().await? {
+                if r.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+                    return Ok(channel);
+                }
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    anyhow::bail!("cannot reach {addr}")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn one_stream(mut client: GeneratorClient<Channel>, prompt: String, new_tokens: u32) -> anyhow::Result<(u32, f64)> {
+    let started = Instant::now();
+    let req = pb::GenerateRequest {
+        prompt,
+        params: Some(pb::SamplingParams { max_new_tokens: Some(new_tokens), temperature: Some(0.0), ..Default::default() }),
+        ..Default::default()
+    };
+    let mut stream = client.generate(req).await?.into_inner();
+    let mut first = None;
+    while let Some(msg) = stream.message().await? {
+        first.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1e3);
+        if let Some(last) = msg.r#final {
+            return Ok((last.usage.map(|u| u.completion_tokens).unwrap_or(0), first.unwrap_or(last.ttft_ms)));
+        }
+    }
+    anyhow::bail!("stream ended without a final message")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let prompts: Vec<String> = std::fs::read_to_string(&args.prompts)
+        .with_context(|| format!("cannot read {}", args.prompts.display()))?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    anyhow::ensure!(!prompts.is_empty(), "{} holds no prompts", args.prompts.display());
+    let addr = match &args.addr {
+        Some(a) => a.clone(),
+        None => start_in_process(args.threads).await?,
+    };
+    let client = GeneratorClient::new(connect(&addr).await?);
+    // Warm-up: one short stream.
+    one_stream(client.clone(), prompts[0].clone(), 4).await?;
+    for &n in &args.streams {
+        for _ in 0..args.runs {
+            let started = Instant::now();
+            let tasks: Vec<_> =
+                (0..n).map(|i| tokio::spawn(one_stream(client.clone(), prompts[i % prompts.len()].clone(), args.new_tokens))).collect();
+            let mut tokens = 0u64;
+            let mut ttfts = Vec::with_capacity(n);
+            for t in tasks {
+                let (generated, ttft) = t.await??;
+                tokens += generated as u64;
+                ttfts.push(ttft);
+            }
+            let secs = started.elapsed().as_secs_f64();
+            ttfts.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "system": "memgpt-generator",
+                    "streams": n,
+                    "completion_tokens": tokens,
+                    "seconds": secs,
+                    "aggregate_tokens_per_s": tokens as f64 / secs,
+                    "ttft_p50_ms": percentile(&ttfts, 0.5),
+                    "ttft_p95_ms": percentile(&ttfts, 0.95),
+                    "threads": args.threads,
+                })
+            );
+        }
+    }
+    Ok(())
+}
