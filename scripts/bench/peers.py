@@ -96,10 +96,11 @@ def llamacpp_batched(args):
                 "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n")
     prompts = [tokenize(template.format(p)) for p in bench_prompts(args.streams)]
     params = L.llama_context_default_params()
-    params.n_ctx = sum(len(p) + args.new_tokens for p in prompts) + 64
+    # One KV stream per sequence (not unified): each token attends only to its own sequence.
+    params.n_ctx = args.streams * (max(len(p) for p in prompts) + args.new_tokens + 8)
     params.n_batch = params.n_ubatch = 512
     params.n_seq_max = args.streams
-    params.kv_unified = True
+    params.kv_unified = False
     params.n_threads = params.n_threads_batch = args.threads
     ctx = L.llama_init_from_model(model, params)
     batch = L.llama_batch_init(512, 0, 1)
@@ -120,7 +121,8 @@ def llamacpp_batched(args):
             if start + 512 < len(items):
                 # Logits are only kept for the last decode; sample those sequences now.
                 for seq, i in list(rows.items()):
-                    rows[seq] = ("done", argmax(i))
+                    if not isinstance(i, tuple):
+                        rows[seq] = ("done", argmax(i))
         return rows
 
     def argmax(i):

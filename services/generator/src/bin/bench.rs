@@ -31,16 +31,20 @@ struct Args {
     /// Intra-op threads of the in-process generator.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Instead of throughput: send this many requests at once to an in-process generator whose
+    /// waiting queue holds a tenth of them, and report refusal latency and resident memory.
+    #[arg(long)]
+    overload: Option<usize>,
     /// Prompt file, one prompt a line.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench/prompts.txt"))]
     prompts: std::path::PathBuf,
 }
 
-async fn start_in_process(threads: usize) -> anyhow::Result<String> {
+async fn start_in_process(threads: usize, max_batch: u32, max_waiting: usize) -> anyhow::Result<String> {
     let mut config = GeneratorConfig::defaults();
     config.threads = threads;
-    config.max_batch = 32;
-    config.max_waiting = 256;
+    config.max_batch = max_batch;
+    config.max_waiting = max_waiting;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -67,6 +71,54 @@ async fn connect(addr: &str) -> anyhow::Result<Channel> {
         tokio::task::yield_now().await;
     }
     anyhow::bail!("cannot reach {addr}")
+}
+
+fn resident_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kb.unwrap_or(0.0) / 1024.0
+}
+
+async fn overload(client: GeneratorClient<Channel>, prompts: &[String], n: usize) -> anyhow::Result<()> {
+    let rss_before = resident_mib();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (client, prompt) = (client.clone(), prompts[i % prompts.len()].clone());
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let outcome = one_stream(client, prompt, 16).await;
+                (outcome, t.elapsed().as_secs_f64() * 1e3)
+            })
+        })
+        .collect();
+    let (mut accepted, mut refusals, mut failures) = (0, Vec::new(), 0);
+    for t in tasks {
+        match t.await? {
+            (Ok(_), _) => accepted += 1,
+            (Err(e), ms) => match e.downcast_ref::<tonic::Status>() {
+                Some(s) if s.code() == tonic::Code::ResourceExhausted => refusals.push(ms),
+                _ => failures += 1,
+            },
+        }
+    }
+    refusals.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        serde_json::json!({
+            "system": "memgpt-generator-overload",
+            "requests": n,
+            "accepted": accepted,
+            "refused": refusals.len(),
+            "failed": failures,
+            "refusal_p50_ms": percentile(&refusals, 0.5),
+            "refusal_p99_ms": percentile(&refusals, 0.99),
+            "seconds": started.elapsed().as_secs_f64(),
+            "rss_before_mib": rss_before,
+            "rss_after_mib": resident_mib(),
+        })
+    );
+    Ok(())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -106,11 +158,17 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(!prompts.is_empty(), "{} holds no prompts", args.prompts.display());
     let addr = match &args.addr {
         Some(a) => a.clone(),
-        None => start_in_process(args.threads).await?,
+        None => match args.overload {
+            Some(n) => start_in_process(args.threads, 4, (n / 10).max(1)).await?,
+            None => start_in_process(args.threads, 32, 256).await?,
+        },
     };
     let client = GeneratorClient::new(connect(&addr).await?);
     // Warm-up: one short stream.
     one_stream(client.clone(), prompts[0].clone(), 4).await?;
+    if let Some(n) = args.overload {
+        return overload(client, &prompts, n).await;
+    }
     for &n in &args.streams {
         for _ in 0..args.runs {
             let started = Instant::now();
