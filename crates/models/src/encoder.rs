@@ -72,12 +72,39 @@ impl EncoderHandle {
                 let _ = model.embed(&["warm up".to_string()], 1);
                 tracing::info!(dir = %config.dir.display(), dim = model.dim, "encoder ready");
                 let _ = ready_tx.send(Some(Ok(())));
-                while let Ok(job) = rx.recv() {
-                    let _enter = job.span.enter();
+                // Micro-batching: jobs queued while the model was busy are encoded together
+                // (up to one batch of texts), so concurrent small requests share a pass.
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    let mut texts = jobs[0].texts.len();
+                    while texts < config.batch_size {
+                        match rx.try_recv() {
+                            Ok(job) => {
+                                texts += job.texts.len();
+                                jobs.push(job);
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     let started = std::time::Instant::now();
-                    let result = model.embed(&job.texts, config.batch_size);
-                    tracing::debug!(texts = job.texts.len(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "encoded");
-                    let _ = job.reply.send(result);
+                    let all: Vec<String> = jobs.iter().flat_map(|j| j.texts.iter().cloned()).collect();
+                    let result = model.embed(&all, config.batch_size);
+                    tracing::debug!(texts = all.len(), jobs = jobs.len(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "encoded");
+                    match result {
+                        Ok(mut vectors) => {
+                            for job in jobs {
+                                let rest = vectors.split_off(job.texts.len().min(vectors.len()));
+                                let _enter = job.span.enter();
+                                let _ = job.reply.send(Ok(std::mem::replace(&mut vectors, rest)));
+                            }
+                        }
+                        Err(err) => {
+                            let message = err.to_string();
+                            for job in jobs {
+                                let _ = job.reply.send(Err(ModelError::Torch(message.clone())));
+                            }
+                        }
+                    }
                 }
             })
             .expect("spawn the encoder thread");

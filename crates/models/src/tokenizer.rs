@@ -150,6 +150,12 @@ impl TextTokenizer {
         Ok(())
     }
 
+    /// Turns truncation off (for splitting long texts into chunks).
+    pub fn without_truncation(mut self) -> Result<Self> {
+        self.inner.with_truncation(None).map_err(|e| ModelError::Tokenizer { path: "<tokenizer>".into(), reason: e.to_string() })?;
+        Ok(self)
+    }
+
     /// Text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(|e| ModelError::Tokenizer { path: "<tokenizer>".into(), reason: e.to_string() })

@@ -1,0 +1,142 @@
+//! Endpoint pools for the memory and generator services: several addresses, each health
+//! checked in the background (taken out when checks fail, put back when they pass), calls sent
+//! to the healthy endpoint with the fewest calls in flight, and idempotent calls retried once
+//! on UNAVAILABLE against another endpoint.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::error::{GatewayError, Result};
+
+/// One address of a backend.
+pub struct Backend {
+    /// The address.
+    pub addr: String,
+    channel: Channel,
+    healthy: AtomicBool,
+    inflight: AtomicUsize,
+}
+
+/// Counts a call in flight on a backend until dropped (a stream keeps it while it lives).
+pub struct InFlight(Arc<Backend>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The endpoints of one backend service.
+pub struct Pool {
+    name: &'static str,
+    service: &'static str,
+    backends: Vec<Arc<Backend>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    /// A pool over `addrs` (connections are made lazily). `service` is the name health is
+    /// asked about.
+    pub fn new(name: &'static str, service: &'static str, addrs: &[String]) -> Result<Arc<Self>> {
+        if addrs.is_empty() {
+            return Err(GatewayError::invalid(name, "at least one endpoint is needed"));
+        }
+        let mut backends = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let uri = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
+            let endpoint = Endpoint::from_shared(uri)
+                .map_err(|e| GatewayError::invalid(name, format!("`{addr}` is not a valid address: {e}")))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true);
+            backends.push(Arc::new(Backend {
+                addr: addr.clone(),
+                channel: endpoint.connect_lazy(),
+                healthy: AtomicBool::new(true),
+                inflight: AtomicUsize::new(0),
+            }));
+        }
+        Ok(Arc::new(Self { name, service, backends, next: AtomicUsize::new(0) }))
+    }
+
+    /// Health-checks every endpoint every `interval` until the pool is dropped.
+    pub fn spawn_health_checks(self: &Arc<Self>, interval: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(pool) = weak.upgrade() else { return };
+                pool.check_all(interval).await;
+                drop(pool);
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    /// Checks every endpoint once now.
+    pub async fn check_all(&self, timeout: Duration) {
+        let checks = self.backends.iter().map(|b| async move {
+            let mut client = HealthClient::new(b.channel.clone());
+            let request = HealthCheckRequest { service: self.service.into() };
+            let ok = matches!(
+                tokio::time::timeout(timeout.max(Duration::from_millis(200)), client.check(request)).await,
+                Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
+            );
+            if b.healthy.swap(ok, Ordering::Relaxed) != ok {
+                tracing::warn!(backend = self.name, addr = %b.addr, healthy = ok, "endpoint health changed");
+            }
+        });
+        futures::future::join_all(checks).await;
+    }
+
+    /// Whether any endpoint is healthy.
+    pub fn any_healthy(&self) -> bool {
+        self.backends.iter().any(|b| b.healthy.load(Ordering::Relaxed))
+    }
+
+    /// The healthy endpoint with the fewest calls in flight (round robin among equals),
+    /// avoiding `exclude`.
+    fn pick(&self, exclude: Option<&str>) -> Option<Arc<Backend>> {
+        let n = self.backends.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.backends[(start + i) % n])
+            .filter(|b| b.healthy.load(Ordering::Relaxed) && Some(b.addr.as_str()) != exclude)
+            .min_by_key(|b| b.inflight.load(Ordering::Relaxed))
+            .cloned()
+    }
+
+    /// Calls `f` on a chosen endpoint; when `idempotent` and the answer is UNAVAILABLE, marks
+    /// that endpoint down and tries once more on another. The [`InFlight`] guard counts the
+    /// call until dropped.
+    pub async fn call<T, F, Fut>(&self, idempotent: bool, f: F) -> Result<(T, InFlight)>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        let mut tried: Option<String> = None;
+        loop {
+            let backend = self.pick(tried.as_deref()).ok_or(GatewayError::Unavailable(self.name))?;
+            backend.inflight.fetch_add(1, Ordering::Relaxed);
+            let guard = InFlight(Arc::clone(&backend));
+            match f(backend.channel.clone()).await {
+                Ok(v) => return Ok((v, guard)),
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    backend.healthy.store(false, Ordering::Relaxed);
+                    tracing::warn!(backend = self.name, addr = %backend.addr, error = %status.message(), "endpoint unavailable; taken out until healthy");
+                    if idempotent && tried.is_none() && self.backends.len() > 1 {
+                        tried = Some(backend.addr.clone());
+                        continue;
+                    }
+                    return Err(GatewayError::Backend { backend: self.name, status });
+                }
+                Err(status) => return Err(GatewayError::Backend { backend: self.name, status }),
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Command-line and environment configuration (`MEMGPT_GATEWAY_*`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Configuration of `memgpt-gateway`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "memgpt-gateway", version, about = "The MemGPT gateway")]
+pub struct GatewayConfig {
+    /// Address to listen on.
+    #[arg(long, env = "MEMGPT_GATEWAY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Memory service endpoints (comma-separated).
+    #[arg(long, env = "MEMGPT_GATEWAY_MEMORY", value_delimiter = ',', default_value = "http://127.0.0.1:50052")]
+    pub memory: Vec<String>,
+    /// Generator service endpoints (comma-separated).
+    #[arg(long, env = "MEMGPT_GATEWAY_GENERATOR", value_delimiter = ',', default_value = "http://127.0.0.1:50053")]
+    pub generator: Vec<String>,
+    /// Encoder folder (default: the default encoder under the models directory).
+    #[arg(long, env = "MEMGPT_GATEWAY_ENCODER")]
+    pub encoder: Option<PathBuf>,
+    /// Models directory (default: `models/` at the repository root).
+    #[arg(long, env = "MEMGPT_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Encoder device: auto, cpu or cuda:N.
+    #[arg(long, env = "MEMGPT_GATEWAY_DEVICE", default_value = "auto")]
+    pub device: String,
+    /// Encoder intra-op threads (0: the library's default).
+    #[arg(long, env = "MEMGPT_GATEWAY_ENCODER_THREADS", default_value_t = 0)]
+    pub encoder_threads: usize,
+    /// Texts per encoder pass (concurrent requests are batched up to it).
+    #[arg(long, env = "MEMGPT_GATEWAY_ENCODER_BATCH", default_value_t = 32)]
+    pub encoder_batch: usize,
+    /// Encoder jobs that may wait; beyond it RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MEMGPT_GATEWAY_ENCODER_QUEUE", default_value_t = 256)]
+    pub encoder_queue: usize,
+    /// Most encoder tokens per chunk of a remembered document (special tokens included).
+    #[arg(long, env = "MEMGPT_GATEWAY_CHUNK_TOKENS", default_value_t = 256)]
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    #[arg(long, env = "MEMGPT_GATEWAY_CHUNK_OVERLAP", default_value_t = 32)]
+    pub chunk_overlap: usize,
+    /// Memories retrieved when a request leaves top_k unset.
+    #[arg(long, env = "MEMGPT_GATEWAY_DEFAULT_TOP_K", default_value_t = 4)]
+    pub default_top_k: u32,
+    /// Largest top_k a request may ask for.
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_TOP_K", default_value_t = 100)]
+    pub max_top_k: u32,
+    /// Most namespaces per request.
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_NAMESPACES", default_value_t = 8)]
+    pub max_namespaces: usize,
+    /// Most documents per Remember.
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_DOCUMENTS", default_value_t = 256)]
+    pub max_documents: usize,
+    /// Longest question or chat message, in bytes.
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_QUESTION_BYTES", default_value_t = 8 * 1024)]
+    pub max_question_bytes: usize,
+    /// Longest document, in bytes.
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_DOCUMENT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_document_bytes: usize,
+    /// Deadline of the encode stage, in milliseconds.
+    #[arg(long, env = "MEMGPT_GATEWAY_ENCODE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub encode_timeout_ms: u64,
+    /// Deadline of a retrieve call, in milliseconds.
+    #[arg(long, env = "MEMGPT_GATEWAY_RETRIEVE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub retrieve_timeout_ms: u64,
+    /// Deadline of a generation, in milliseconds.
+    #[arg(long, env = "MEMGPT_GATEWAY_GENERATE_TIMEOUT_MS", default_value_t = 120_000)]
+    pub generate_timeout_ms: u64,
+    /// Deadline of a write to memory, in milliseconds.
+    #[arg(long, env = "MEMGPT_GATEWAY_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub write_timeout_ms: u64,
+    /// Milliseconds between health checks of each endpoint.
+    #[arg(long, env = "MEMGPT_GATEWAY_HEALTH_INTERVAL_MS", default_value_t = 1_000)]
+    pub health_interval_ms: u64,
+    /// API keys file (JSON: [{"key": "...", "namespaces": ["docs", "*"], "rate_per_s": 50}]).
+    #[arg(long, env = "MEMGPT_GATEWAY_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// API keys inline, the same JSON as the file (for secrets injected as variables).
+    #[arg(long, env = "MEMGPT_GATEWAY_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// Serve without authentication (must be asked for explicitly).
+    #[arg(long, env = "MEMGPT_AUTH_DISABLED", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_auth: bool,
+    /// Largest gRPC message, in bytes, both ways.
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Seconds in-flight calls get to finish after SIGTERM.
+    #[arg(long, env = "MEMGPT_GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "MEMGPT_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format: text or json.
+    #[arg(long, env = "MEMGPT_LOG_FORMAT", default_value = "text")]
+    pub log_format: memgpt_telemetry::LogFormat,
+}
+
+impl GatewayConfig {
+    /// The encoder folder: `--encoder`, else the default encoder under the models directory.
+    pub fn encoder_dir(&self) -> PathBuf {
+        self.encoder.clone().unwrap_or_else(|| memgpt_models::models_dir(self.models_dir.clone()).join(memgpt_models::DEFAULT_ENCODER))
+    }
+}
