@@ -150,9 +150,10 @@ impl TextTokenizer {
         Ok(())
     }
 
-    /// Turns truncation off (for splitting long texts into chunks).
+    /// Turns truncation and padding off (for splitting long texts into chunks).
     pub fn without_truncation(mut self) -> Result<Self> {
         self.inner.with_truncation(None).map_err(|e| ModelError::Tokenizer { path: "<tokenizer>".into(), reason: e.to_string() })?;
+        self.inner.with_padding(None);
         Ok(self)
     }
 

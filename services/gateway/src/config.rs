@@ -73,6 +73,9 @@ pub struct GatewayConfig {
     /// Milliseconds between health checks of each endpoint.
     #[arg(long, env = "MEMGPT_GATEWAY_HEALTH_INTERVAL_MS", default_value_t = 1_000)]
     pub health_interval_ms: u64,
+    /// Seconds a chat session may stay idle before its memory is dropped.
+    #[arg(long, env = "MEMGPT_GATEWAY_SESSION_IDLE_SECS", default_value_t = 3600)]
+    pub session_idle_secs: u64,
     /// API keys file (JSON: [{"key": "...", "namespaces": ["docs", "*"], "rate_per_s": 50}]).
     #[arg(long, env = "MEMGPT_GATEWAY_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,

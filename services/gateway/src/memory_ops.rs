@@ -1,0 +1,180 @@
+//! Remember (chunk, encode, upsert; a document again replaces all its old chunks), Forget and
+//! Search (encode and retrieve only, optionally one result per document).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use memgpt_proto::gateway::v1::{
+    Citation, DocumentResult, DocumentStatus, ForgetRequest, RememberRequest, RememberResponse, SearchRequest, SearchResponse,
+};
+use memgpt_proto::memory::v1 as mem;
+use tracing::Instrument;
+
+use crate::ask::{check_retrieval, check_text, citations};
+use crate::auth::Principal;
+use crate::chunk;
+use crate::error::{GatewayError, Result};
+use crate::pipeline::{Gateway, Trace};
+
+const MAX_DOC_ID_BYTES: usize = 200;
+const STALE_PAGE: usize = 64;
+
+fn check_namespace(who: &Principal, ns: &str) -> Result<()> {
+    if ns.is_empty() {
+        return Err(GatewayError::invalid("namespace", "is empty"));
+    }
+    who.check("namespace", ns)
+}
+
+/// Chunks, encodes and stores documents; each is stored whole or not at all.
+pub async fn remember(gw: &Gateway, who: &Principal, trace: &Trace, req: RememberRequest) -> Result<RememberResponse> {
+    check_namespace(who, &req.namespace)?;
+    remember_unchecked(gw, trace, req).await
+}
+
+/// As [`remember`], for a namespace the caller already may use (a chat session's).
+pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberRequest) -> Result<RememberResponse> {
+    let c = &gw.config;
+    if req.documents.is_empty() || req.documents.len() > c.max_documents {
+        return Err(GatewayError::invalid("documents", format!("give 1 to {} documents (got {})", c.max_documents, req.documents.len())));
+    }
+    let mut seen = HashMap::new();
+    for (i, d) in req.documents.iter().enumerate() {
+        if d.id.is_empty() || d.id.len() > MAX_DOC_ID_BYTES || d.id.chars().any(char::is_control) {
+            return Err(GatewayError::invalid(format!("documents[{i}].id"), format!("must be 1 to {MAX_DOC_ID_BYTES} bytes without control characters")));
+        }
+        if let Some(j) = seen.insert(d.id.as_str(), i) {
+            return Err(GatewayError::invalid(format!("documents[{i}].id"), format!("`{}` is also documents[{j}]", d.id)));
+        }
+        if d.text.trim().is_empty() {
+            return Err(GatewayError::invalid(format!("documents[{i}].text"), "is empty"));
+        }
+        if d.text.len() > c.max_document_bytes {
+            return Err(GatewayError::invalid(format!("documents[{i}].text"), format!("{} bytes exceed the limit of {}", d.text.len(), c.max_document_bytes)));
+        }
+        for key in ["document_id", "chunk"] {
+            if d.metadata.contains_key(key) {
+                return Err(GatewayError::invalid(format!("documents[{i}].metadata"), format!("`{key}` is set by the gateway")));
+            }
+        }
+    }
+    let span = tracing::info_span!("remember", trace_id = %trace.trace_id, namespace = %req.namespace, documents = req.documents.len(), chunks = tracing::field::Empty);
+    async move {
+        let mut chunks = Vec::with_capacity(req.documents.len());
+        for d in &req.documents {
+            chunks.push(chunk::split(&gw.tokenizer, &d.text, c.chunk_tokens, c.chunk_overlap)?);
+        }
+        let texts: Vec<String> = chunks.iter().flatten().cloned().collect();
+        tracing::Span::current().record("chunks", texts.len());
+        let mut vectors = gw.encode(texts).await?.into_iter();
+        let mut results = Vec::with_capacity(req.documents.len());
+        for (d, doc_chunks) in req.documents.iter().zip(chunks) {
+            let records: Vec<mem::Record> = doc_chunks
+                .into_iter()
+                .enumerate()
+                .map(|(n, text)| {
+                    let mut metadata = d.metadata.clone();
+                    metadata.insert("document_id".into(), d.id.clone());
+                    metadata.insert("chunk".into(), n.to_string());
+                    mem::Record { id: format!("{}#{n}", d.id), vector: vectors.next().unwrap_or_default(), text, metadata }
+                })
+                .collect();
+            let count = records.len();
+            let outcome = store_document(gw, trace, &req.namespace, &d.id, records).await;
+            results.push(match outcome {
+                Ok(()) => DocumentResult { document_id: d.id.clone(), chunks: count as u32, status: DocumentStatus::Stored as i32, error: String::new() },
+                Err(e) => {
+                    tracing::warn!(document = %d.id, error = %e, "document not stored");
+                    DocumentResult { document_id: d.id.clone(), chunks: 0, status: DocumentStatus::Failed as i32, error: e.to_string() }
+                }
+            });
+        }
+        Ok(RememberResponse { results })
+    }
+    .instrument(span)
+    .await
+}
+
+/// Upserts a document's chunks in one call, then deletes chunks left from a longer version.
+async fn store_document(gw: &Gateway, trace: &Trace, namespace: &str, doc: &str, records: Vec<mem::Record>) -> Result<()> {
+    let timeout = Duration::from_millis(gw.config.write_timeout_ms);
+    let count = records.len();
+    let upsert = mem::UpsertRequest { namespace: namespace.into(), records, wait: true };
+    gw.memory_call(|mut m| {
+        let req = trace.request(upsert.clone(), timeout);
+        async move { m.upsert(req).await }
+    })
+    .await?;
+    let mut next = count;
+    loop {
+        let ids: Vec<String> = (next..next + STALE_PAGE).map(|n| format!("{doc}#{n}")).collect();
+        let get = mem::GetRequest { namespace: namespace.into(), ids: ids.clone(), with_vectors: false };
+        let found = gw
+            .memory_call(|mut m| {
+                let req = trace.request(get.clone(), timeout);
+                async move { m.get(req).await }
+            })
+            .await?
+            .records;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let delete = mem::DeleteRequest { namespace: namespace.into(), ids: found.into_iter().map(|r| r.id).collect(), filter: None };
+        gw.memory_call(|mut m| {
+            let req = trace.request(delete.clone(), timeout);
+            async move { m.delete(req).await }
+        })
+        .await?;
+        next += STALE_PAGE;
+    }
+}
+
+/// Deletes documents (all their chunks) or whatever a filter matches.
+pub async fn forget(gw: &Gateway, who: &Principal, trace: &Trace, req: ForgetRequest) -> Result<u64> {
+    check_namespace(who, &req.namespace)?;
+    let filter = match (req.document_ids.is_empty(), req.filter) {
+        (false, None) => mem::Filter {
+            must: vec![mem::Condition {
+                key: "document_id".into(),
+                predicate: Some(mem::condition::Predicate::AnyOf(mem::AnyOf { values: req.document_ids })),
+            }],
+        },
+        (true, Some(f)) => f,
+        (false, Some(_)) => return Err(GatewayError::invalid("filter", "give document_ids or a filter, not both")),
+        (true, None) => return Err(GatewayError::invalid("document_ids", "give document_ids or a filter")),
+    };
+    let delete = mem::DeleteRequest { namespace: req.namespace.clone(), ids: Vec::new(), filter: Some(filter) };
+    let timeout = Duration::from_millis(gw.config.write_timeout_ms);
+    let span = tracing::info_span!("forget", trace_id = %trace.trace_id, namespace = %req.namespace);
+    let resp = gw
+        .memory_call(|mut m| {
+            let req = trace.request(delete.clone(), timeout);
+            async move { m.delete(req).await }
+        })
+        .instrument(span)
+        .await?;
+    Ok(resp.deleted)
+}
+
+/// Encodes and retrieves only; with `group_by_document`, one citation per document (its best
+/// chunk), documents ranked by that chunk's score.
+pub async fn search(gw: &Gateway, who: &Principal, trace: &Trace, req: SearchRequest) -> Result<SearchResponse> {
+    check_text(gw, "question", &req.question)?;
+    let top_k = check_retrieval(gw, who, &req.namespaces, req.top_k, req.min_score, true)?;
+    let span = tracing::info_span!("search", trace_id = %trace.trace_id, top_k, group_by_document = req.group_by_document);
+    async move {
+        let vector = gw.encode(vec![req.question.clone()]).await?.pop().unwrap_or_default();
+        // Grouping needs more chunks than documents asked for.
+        let fetch = if req.group_by_document { (top_k * 4).min(gw.config.max_top_k.max(top_k)) } else { top_k };
+        let hits = gw.retrieve(trace, vector, &req.namespaces, fetch, req.filter.clone(), req.min_score).await?;
+        let mut cited: Vec<Citation> = citations(&hits, &[]);
+        if req.group_by_document {
+            let mut seen = std::collections::HashSet::new();
+            cited.retain(|c| seen.insert((c.namespace.clone(), c.document_id.clone())));
+        }
+        cited.truncate(top_k as usize);
+        Ok(SearchResponse { citations: cited, trace_id: trace.trace_id.clone() })
+    }
+    .instrument(span)
+    .await
+}

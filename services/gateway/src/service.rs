@@ -1,0 +1,127 @@
+//! The `memgpt.gateway.v1.Gateway` gRPC adapter: authenticate, take the trace, run the flow.
+
+use std::sync::Arc;
+
+use memgpt_proto::gateway::v1::gateway_server::Gateway as GatewayApi;
+use memgpt_proto::gateway::v1::*;
+use memgpt_proto::memory::v1 as mem;
+use tokio::sync::{mpsc, OnceCell};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Auth, Principal};
+use crate::chat::{self, Sessions};
+use crate::error::{GatewayError, Result};
+use crate::memory_ops;
+use crate::pipeline::{Gateway, Trace};
+
+/// Where the gateway appears once the encoder is loaded.
+pub type GatewaySlot = Arc<OnceCell<Arc<Gateway>>>;
+
+type AskStream = ReceiverStream<std::result::Result<AskStreamResponse, Status>>;
+
+/// The Gateway service.
+pub struct GatewayService {
+    slot: GatewaySlot,
+    auth: Arc<Auth>,
+    sessions: Arc<Sessions>,
+}
+
+impl GatewayService {
+    /// A service over the slot.
+    pub fn new(slot: GatewaySlot, auth: Arc<Auth>, sessions: Arc<Sessions>) -> Self {
+        Self { slot, auth, sessions }
+    }
+
+    fn begin<T>(&self, req: &Request<T>) -> Result<(Arc<Gateway>, Principal, Trace)> {
+        let who = self.auth.authorize(req.metadata())?;
+        let gw = self.slot.get().cloned().ok_or(GatewayError::Unavailable("encoder (still loading)"))?;
+        Ok((gw, who, Trace::from_metadata(req.metadata())))
+    }
+
+    /// Runs `flow` on its own task; deltas and the final response go to the returned stream.
+    fn stream<F, Fut>(flow: F) -> AskStream
+    where
+        F: FnOnce(mpsc::Sender<std::result::Result<AskStreamResponse, Status>>) -> Fut,
+        Fut: std::future::Future<Output = Result<AskResponse>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(64);
+        let fut = flow(tx.clone());
+        tokio::spawn(async move {
+            let last = match fut.await {
+                Ok(answer) => Ok(AskStreamResponse { delta: String::new(), r#final: Some(answer) }),
+                Err(e) => Err(Status::from(e)),
+            };
+            let _ = tx.send(last).await;
+        });
+        ReceiverStream::new(rx)
+    }
+}
+
+async fn collect(mut stream: AskStream) -> std::result::Result<AskResponse, Status> {
+    use tokio_stream::StreamExt;
+    while let Some(msg) = stream.next().await {
+        if let Some(answer) = msg?.r#final {
+            return Ok(answer);
+        }
+    }
+    Err(Status::internal("the answer ended without a final message"))
+}
+
+#[tonic::async_trait]
+impl GatewayApi for GatewayService {
+    type AskStreamStream = AskStream;
+    type ChatStream = AskStream;
+
+    async fn ask(&self, request: Request<AskRequest>) -> std::result::Result<Response<AskResponse>, Status> {
+        let (gw, who, trace) = self.begin(&request)?;
+        let req = request.into_inner();
+        let stream = Self::stream(|tx| crate::ask::ask(gw, who, trace, req, None, tx));
+        collect(stream).await.map(Response::new)
+    }
+
+    async fn ask_stream(&self, request: Request<AskRequest>) -> std::result::Result<Response<AskStream>, Status> {
+        let (gw, who, trace) = self.begin(&request)?;
+        let req = request.into_inner();
+        Ok(Response::new(Self::stream(|tx| crate::ask::ask(gw, who, trace, req, None, tx))))
+    }
+
+    async fn remember(&self, request: Request<RememberRequest>) -> std::result::Result<Response<RememberResponse>, Status> {
+        let (gw, who, trace) = self.begin(&request)?;
+        Ok(Response::new(memory_ops::remember(&gw, &who, &trace, request.into_inner()).await?))
+    }
+
+    async fn forget(&self, request: Request<ForgetRequest>) -> std::result::Result<Response<ForgetResponse>, Status> {
+        let (gw, who, trace) = self.begin(&request)?;
+        let forgotten = memory_ops::forget(&gw, &who, &trace, request.into_inner()).await?;
+        Ok(Response::new(ForgetResponse { forgotten }))
+    }
+
+    async fn search(&self, request: Request<SearchRequest>) -> std::result::Result<Response<SearchResponse>, Status> {
+        let (gw, who, trace) = self.begin(&request)?;
+        Ok(Response::new(memory_ops::search(&gw, &who, &trace, request.into_inner()).await?))
+    }
+
+    async fn chat(&self, request: Request<ChatRequest>) -> std::result::Result<Response<AskStream>, Status> {
+        let (gw, who, trace) = self.begin(&request)?;
+        let req = request.into_inner();
+        chat::namespace(&who, &req.session_id)?;
+        let sessions = Arc::clone(&self.sessions);
+        Ok(Response::new(Self::stream(|tx| chat::turn(gw, sessions, who, trace, req, tx))))
+    }
+
+    async fn delete_session(&self, request: Request<DeleteSessionRequest>) -> std::result::Result<Response<DeleteSessionResponse>, Status> {
+        let (gw, who, trace) = self.begin(&request)?;
+        let ns = chat::namespace(&who, &request.get_ref().session_id)?;
+        self.sessions.remove(&ns);
+        let drop = mem::DropNamespaceRequest { namespace: ns };
+        let timeout = std::time::Duration::from_millis(gw.config.write_timeout_ms);
+        let resp = gw
+            .memory_call(|mut m| {
+                let req = trace.request(drop.clone(), timeout);
+                async move { m.drop_namespace(req).await }
+            })
+            .await?;
+        Ok(Response::new(DeleteSessionResponse { deleted: resp.deleted }))
+    }
+}
