@@ -1,8 +1,18 @@
-//! Telemetry for every MemGPT service: one `tracing` subscriber (env filter, text or JSON).
+//! Telemetry for every MemGPT service: one `tracing` subscriber (env filter, text or JSON
+//! lines) with an OpenTelemetry layer, so every span has a W3C trace context; spans are
+//! exported over OTLP/gRPC to `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set, and nowhere (with
+//! no error) when it is not. [`propagation`] carries the trace across gRPC calls.
 //!
 //! `main` calls [`init`] once and keeps the returned [`Telemetry`] until exit; dropping it
 //! flushes what is buffered.
 
+pub mod lifecycle;
+pub mod propagation;
+
+pub use lifecycle::shutdown_signal;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -21,6 +31,14 @@ pub enum TelemetryError {
     /// A global subscriber was already installed.
     #[error("a tracing subscriber is already installed")]
     AlreadyInstalled,
+    /// The OTLP exporter could not be built.
+    #[error("OTLP exporter for {endpoint}: {reason}")]
+    Exporter {
+        /// The endpoint configured.
+        endpoint: String,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 /// Output format of the log lines.
@@ -55,10 +73,18 @@ pub struct TelemetryConfig {
     pub format: LogFormat,
 }
 
-/// Handle that keeps telemetry alive; drop it at exit.
+/// Handle that keeps telemetry alive; drop it at exit (flushes spans not yet exported).
 #[derive(Debug)]
 pub struct Telemetry {
     service_name: String,
+    provider: SdkTracerProvider,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        let _ = self.provider.force_flush();
+        let _ = self.provider.shutdown();
+    }
 }
 
 impl Telemetry {
@@ -68,14 +94,38 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber. Logs go to stderr so stdout stays free for command output.
+/// The tracer provider of a service: batch export over OTLP/gRPC when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, else none (spans still get trace ids).
+pub fn provider(service_name: &str) -> Result<SdkTracerProvider, TelemetryError> {
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.trim().is_empty());
+    let Some(endpoint) = endpoint else { return Ok(builder.build()) };
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.clone())
+        .build()
+        .map_err(|e| TelemetryError::Exporter { endpoint, reason: e.to_string() })?;
+    Ok(builder.with_batch_exporter(exporter).build())
+}
+
+/// Installs the global subscriber with the service's tracer provider. Logs go to stderr so
+/// stdout stays free for command output.
 pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    init_with(config, provider(&config.service_name)?)
+}
+
+/// As [`init`], with a given tracer provider (tests use an in-memory exporter).
+pub fn init_with(config: &TelemetryConfig, provider: SdkTracerProvider) -> Result<Telemetry, TelemetryError> {
     let filter =
         EnvFilter::try_new(&config.filter).map_err(|err| TelemetryError::InvalidFilter {
             directive: config.filter.clone(),
             reason: err.to_string(),
         })?;
-    let registry = tracing_subscriber::registry().with(filter);
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(config.service_name.clone()));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match config.format {
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
@@ -90,27 +140,5 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             .try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadyInstalled)?;
-    Ok(Telemetry { service_name: config.service_name.clone() })
-}
-
-/// Resolves on SIGTERM or Ctrl-C: the signal every service drains on.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
+    Ok(Telemetry { service_name: config.service_name.clone(), provider })
 }

@@ -54,7 +54,7 @@ impl Sessions {
                     old
                 };
                 for ns in expired {
-                    let trace = Trace::from_metadata(&Default::default());
+                    let trace = Trace::current();
                     let drop = mem::DropNamespaceRequest { namespace: ns.clone() };
                     let timeout = Duration::from_millis(gw.config.write_timeout_ms);
                     let outcome = gw

@@ -39,22 +39,24 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// A new trace, or the caller's when its `traceparent` is valid.
-    pub fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Self {
-        let incoming = metadata.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| {
-            let parts: Vec<&str> = v.split('-').collect();
-            (parts.len() == 4 && parts[1].len() == 32 && parts[1].bytes().all(|b| b.is_ascii_hexdigit()) && parts[1] != "0".repeat(32))
-                .then(|| parts[1].to_ascii_lowercase())
-        });
-        Self { trace_id: incoming.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>())) }
+    /// The trace of the current span (which continues the caller's `traceparent`, see
+    /// `memgpt_telemetry::propagation::grpc_span`); a random id when no subscriber records
+    /// spans.
+    pub fn current() -> Self {
+        let id = memgpt_telemetry::propagation::current_trace_id();
+        let valid = id.len() == 32 && id.bytes().any(|b| b != b'0');
+        Self { trace_id: if valid { id } else { format!("{:032x}", rand::random::<u128>()) } }
     }
 
-    /// `msg` as a request carrying this trace and a deadline.
+    /// `msg` as a request carrying the current span's trace context and a deadline.
     pub fn request<T>(&self, msg: T, timeout: Duration) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
-        let parent = format!("00-{}-{:016x}-01", self.trace_id, rand::random::<u64>().max(1));
-        if let Ok(v) = parent.parse() {
-            req.metadata_mut().insert("traceparent", v);
+        memgpt_telemetry::propagation::inject(req.metadata_mut());
+        if !req.metadata().contains_key("traceparent") {
+            let parent = format!("00-{}-{:016x}-01", self.trace_id, rand::random::<u64>().max(1));
+            if let Ok(v) = parent.parse() {
+                req.metadata_mut().insert("traceparent", v);
+            }
         }
         req.set_timeout(timeout);
         req

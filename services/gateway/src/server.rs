@@ -124,6 +124,7 @@ pub async fn serve(config: GatewayConfig, listener: TcpListener, shutdown: impl 
     };
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
+        .trace_fn(memgpt_telemetry::propagation::grpc_span)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

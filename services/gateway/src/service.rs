@@ -36,7 +36,7 @@ impl GatewayService {
     fn begin<T>(&self, req: &Request<T>) -> Result<(Arc<Gateway>, Principal, Trace)> {
         let who = self.auth.authorize(req.metadata())?;
         let gw = self.slot.get().cloned().ok_or(GatewayError::Unavailable("encoder (still loading)"))?;
-        Ok((gw, who, Trace::from_metadata(req.metadata())))
+        Ok((gw, who, Trace::current()))
     }
 
     /// Runs `flow` on its own task; deltas and the final response go to the returned stream.
@@ -47,13 +47,13 @@ impl GatewayService {
     {
         let (tx, rx) = mpsc::channel(64);
         let fut = flow(tx.clone());
-        tokio::spawn(async move {
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             let last = match fut.await {
                 Ok(answer) => Ok(AskStreamResponse { delta: String::new(), r#final: Some(answer) }),
                 Err(e) => Err(Status::from(e)),
             };
             let _ = tx.send(last).await;
-        });
+        }));
         ReceiverStream::new(rx)
     }
 }

@@ -139,6 +139,7 @@ pub async fn serve(
     // Without TCP_NODELAY, small responses wait on delayed ACKs (about 40 ms each).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
+        .trace_fn(memgpt_telemetry::propagation::grpc_span)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
