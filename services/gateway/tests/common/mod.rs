@@ -55,7 +55,10 @@ pub fn memory(data_dir: &std::path::Path) -> Running {
     ]);
     spawn(move |l, stop| async move {
         memgpt_memory::serve(config, l, async move {
-            let _ = stop.await;
+            // Only an explicit stop ends it; a dropped handle leaves it running.
+            if stop.await.is_err() {
+                std::future::pending::<()>().await
+            }
         })
         .await
         .unwrap();
@@ -66,7 +69,10 @@ pub fn generator() -> Running {
     let config = memgpt_generator::GeneratorConfig::parse_from(["memgpt-generator", "--shutdown-grace-secs", "0"]);
     spawn(move |l, stop| async move {
         memgpt_generator::serve(config, l, async move {
-            let _ = stop.await;
+            // Only an explicit stop ends it; a dropped handle leaves it running.
+            if stop.await.is_err() {
+                std::future::pending::<()>().await
+            }
         })
         .await
         .unwrap();
@@ -88,7 +94,10 @@ pub fn gateway(memory: &[SocketAddr], generator: &[SocketAddr], extra: &[&str]) 
     let config = memgpt_gateway::GatewayConfig::parse_from(args);
     spawn(move |l, stop| async move {
         memgpt_gateway::serve(config, l, async move {
-            let _ = stop.await;
+            // Only an explicit stop ends it; a dropped handle leaves it running.
+            if stop.await.is_err() {
+                std::future::pending::<()>().await
+            }
         })
         .await
         .unwrap();
