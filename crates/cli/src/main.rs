@@ -1,4 +1,5 @@
-//! `memgpt`: the project's command. For now: `memgpt eval retrieval`.
+//! `memgpt`: the project's command: evaluations (`memgpt eval`) and model benchmarks
+//! (`memgpt bench`).
 
 use std::path::PathBuf;
 
@@ -6,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod eval;
+mod eval_gateway;
+mod stack;
 
 #[derive(Debug, Parser)]
 #[command(name = "memgpt", version, about = "MemGPT cluster command")]
@@ -44,6 +47,9 @@ enum EvalCommand {
     /// Retrieval quality on a BEIR-format data set (corpus.jsonl[.gz], queries.jsonl,
     /// qrels/test.tsv): nDCG@10, Recall@10, MRR@10 of ranking by cosine over the whole corpus.
     Retrieval(eval::RetrievalArgs),
+    /// The same through the gateway: Remember the corpus (chunked), Search each query with
+    /// group_by_document, score the document rankings.
+    GatewayRetrieval(eval_gateway::GatewayRetrievalArgs),
 }
 
 /// Options shared by the commands that load models.
@@ -69,6 +75,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     match cli.command {
         Command::Eval { what: EvalCommand::Retrieval(args) } => eval::retrieval(args),
+        Command::Eval { what: EvalCommand::GatewayRetrieval(args) } => eval_gateway::gateway_retrieval(args),
         Command::Bench { what: BenchCommand::Encoder(args) } => bench::encoder(args),
         Command::Bench { what: BenchCommand::Decoder(args) } => bench::decoder(args),
     }

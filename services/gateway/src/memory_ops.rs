@@ -17,7 +17,9 @@ use crate::error::{GatewayError, Result};
 use crate::pipeline::{Gateway, Trace};
 
 const MAX_DOC_ID_BYTES: usize = 200;
-const STALE_PAGE: usize = 64;
+const STALE_PAGE: usize = 16;
+/// Most ids the memory service takes in one Get or Delete.
+const MAX_IDS: usize = 1000;
 
 fn check_namespace(who: &Principal, ns: &str) -> Result<()> {
     if ns.is_empty() {
@@ -67,66 +69,92 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
         let texts: Vec<String> = chunks.iter().flatten().cloned().collect();
         tracing::Span::current().record("chunks", texts.len());
         let mut vectors = gw.encode(texts).await?.into_iter();
-        let mut results = Vec::with_capacity(req.documents.len());
+        let mut records = Vec::new();
+        let mut counts = Vec::with_capacity(req.documents.len());
         for (d, doc_chunks) in req.documents.iter().zip(chunks) {
-            let records: Vec<mem::Record> = doc_chunks
-                .into_iter()
-                .enumerate()
-                .map(|(n, text)| {
-                    let mut metadata = d.metadata.clone();
-                    metadata.insert("document_id".into(), d.id.clone());
-                    metadata.insert("chunk".into(), n.to_string());
-                    mem::Record { id: format!("{}#{n}", d.id), vector: vectors.next().unwrap_or_default(), text, metadata }
-                })
-                .collect();
-            let count = records.len();
-            let outcome = store_document(gw, trace, &req.namespace, &d.id, records).await;
-            results.push(match outcome {
-                Ok(()) => DocumentResult { document_id: d.id.clone(), chunks: count as u32, status: DocumentStatus::Stored as i32, error: String::new() },
-                Err(e) => {
-                    tracing::warn!(document = %d.id, error = %e, "document not stored");
-                    DocumentResult { document_id: d.id.clone(), chunks: 0, status: DocumentStatus::Failed as i32, error: e.to_string() }
-                }
-            });
+            counts.push(doc_chunks.len());
+            for (n, text) in doc_chunks.into_iter().enumerate() {
+                let mut metadata = d.metadata.clone();
+                metadata.insert("document_id".into(), d.id.clone());
+                metadata.insert("chunk".into(), n.to_string());
+                records.push(mem::Record { id: format!("{}#{n}", d.id), vector: vectors.next().unwrap_or_default(), text, metadata });
+            }
         }
+        // One upsert for every chunk of every document: each document is stored whole or
+        // not at all (here: the request as a whole), then chunks left from longer versions go.
+        let docs: Vec<(&str, usize)> = req.documents.iter().map(|d| d.id.as_str()).zip(counts.iter().copied()).collect();
+        let outcome = match store(gw, trace, &req.namespace, records).await {
+            Ok(()) => drop_stale(gw, trace, &req.namespace, &docs).await,
+            Err(e) => Err(e),
+        };
+        let results = match outcome {
+            Ok(()) => docs
+                .iter()
+                .map(|(id, n)| DocumentResult { document_id: id.to_string(), chunks: *n as u32, status: DocumentStatus::Stored as i32, error: String::new() })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "documents not stored");
+                docs.iter()
+                    .map(|(id, _)| DocumentResult { document_id: id.to_string(), chunks: 0, status: DocumentStatus::Failed as i32, error: e.to_string() })
+                    .collect()
+            }
+        };
         Ok(RememberResponse { results })
     }
     .instrument(span)
     .await
 }
 
-/// Upserts a document's chunks in one call, then deletes chunks left from a longer version.
-async fn store_document(gw: &Gateway, trace: &Trace, namespace: &str, doc: &str, records: Vec<mem::Record>) -> Result<()> {
+async fn store(gw: &Gateway, trace: &Trace, namespace: &str, records: Vec<mem::Record>) -> Result<()> {
     let timeout = Duration::from_millis(gw.config.write_timeout_ms);
-    let count = records.len();
     let upsert = mem::UpsertRequest { namespace: namespace.into(), records, wait: true };
     gw.memory_call(|mut m| {
         let req = trace.request(upsert.clone(), timeout);
         async move { m.upsert(req).await }
     })
     .await?;
-    let mut next = count;
-    loop {
-        let ids: Vec<String> = (next..next + STALE_PAGE).map(|n| format!("{doc}#{n}")).collect();
-        let get = mem::GetRequest { namespace: namespace.into(), ids: ids.clone(), with_vectors: false };
-        let found = gw
-            .memory_call(|mut m| {
-                let req = trace.request(get.clone(), timeout);
-                async move { m.get(req).await }
-            })
-            .await?
-            .records;
+    Ok(())
+}
+
+/// Deletes chunks `doc#n` at and beyond each document's new chunk count.
+async fn drop_stale(gw: &Gateway, trace: &Trace, namespace: &str, docs: &[(&str, usize)]) -> Result<()> {
+    let timeout = Duration::from_millis(gw.config.write_timeout_ms);
+    let mut pending: Vec<(&str, usize)> = docs.to_vec();
+    while !pending.is_empty() {
+        let ids: Vec<String> = pending.iter().flat_map(|(d, next)| (*next..next + STALE_PAGE).map(move |n| format!("{d}#{n}"))).collect();
+        let mut found = Vec::new();
+        for page in ids.chunks(MAX_IDS) {
+            let get = mem::GetRequest { namespace: namespace.into(), ids: page.to_vec(), with_vectors: false };
+            let records = gw
+                .memory_call(|mut m| {
+                    let req = trace.request(get.clone(), timeout);
+                    async move { m.get(req).await }
+                })
+                .await?
+                .records;
+            found.extend(records);
+        }
         if found.is_empty() {
             return Ok(());
         }
-        let delete = mem::DeleteRequest { namespace: namespace.into(), ids: found.into_iter().map(|r| r.id).collect(), filter: None };
-        gw.memory_call(|mut m| {
-            let req = trace.request(delete.clone(), timeout);
-            async move { m.delete(req).await }
-        })
-        .await?;
-        next += STALE_PAGE;
+        // A document whose whole page was stale may have more beyond it.
+        let full: Vec<(&str, usize)> = pending
+            .iter()
+            .filter(|(d, _)| found.iter().filter(|r| r.metadata.get("document_id").map(String::as_str) == Some(*d)).count() == STALE_PAGE)
+            .map(|(d, next)| (*d, next + STALE_PAGE))
+            .collect();
+        let stale: Vec<String> = found.into_iter().map(|r| r.id).collect();
+        for page in stale.chunks(MAX_IDS) {
+            let delete = mem::DeleteRequest { namespace: namespace.into(), ids: page.to_vec(), filter: None };
+            gw.memory_call(|mut m| {
+                let req = trace.request(delete.clone(), timeout);
+                async move { m.delete(req).await }
+            })
+            .await?;
+        }
+        pending = full;
     }
+    Ok(())
 }
 
 /// Deletes documents (all their chunks) or whatever a filter matches.
