@@ -60,45 +60,50 @@ pub fn gateway_retrieval(args: GatewayRetrievalArgs) -> anyhow::Result<()> {
                 (format!("http://{}", stack.gateway), Some(stack))
             }
         };
-        let mut client = GatewayClient::connect(addr.clone()).await.with_context(|| format!("cannot reach the gateway at {addr}"))?;
-        let started = Instant::now();
-        let docs: Vec<gw::Document> = beir
-            .doc_ids
-            .iter()
-            .zip(&beir.doc_texts)
-            .map(|(id, text)| gw::Document { id: id.clone(), text: text.clone(), metadata: Default::default() })
-            .collect();
-        for batch in docs.chunks(args.batch.max(1)) {
-            let req = gw::RememberRequest { namespace: args.namespace.clone(), documents: batch.to_vec(), warm: false };
-            let resp = client.remember(with_key(req, &args.api_key)?).await?.into_inner();
-            if let Some(failed) = resp.results.iter().find(|r| r.status != gw::DocumentStatus::Stored as i32) {
-                anyhow::bail!("document {} was not stored: {}", failed.document_id, failed.error);
+        let outcome = async {
+            let mut client = GatewayClient::connect(addr.clone()).await.with_context(|| format!("cannot reach the gateway at {addr}"))?;
+            let started = Instant::now();
+            let docs: Vec<gw::Document> = beir
+                .doc_ids
+                .iter()
+                .zip(&beir.doc_texts)
+                .map(|(id, text)| gw::Document { id: id.clone(), text: text.clone(), metadata: Default::default() })
+                .collect();
+            for batch in docs.chunks(args.batch.max(1)) {
+                let req = gw::RememberRequest { namespace: args.namespace.clone(), documents: batch.to_vec(), warm: false };
+                let resp = client.remember(with_key(req, &args.api_key)?).await?.into_inner();
+                if let Some(failed) = resp.results.iter().find(|r| r.status != gw::DocumentStatus::Stored as i32) {
+                    anyhow::bail!("document {} was not stored: {}", failed.document_id, failed.error);
+                }
             }
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!("remembered {} documents in {secs:.1} s ({:.1} documents/s)", docs.len(), docs.len() as f64 / secs);
+            let started = Instant::now();
+            let searches = beir.test.iter().map(|(_, text)| {
+                let mut client = client.clone();
+                let req = gw::SearchRequest {
+                    question: text.clone(),
+                    namespaces: vec![args.namespace.clone()],
+                    top_k: Some(10),
+                    group_by_document: true,
+                    ..Default::default()
+                };
+                let req = with_key(req, &args.api_key);
+                async move {
+                    let resp = client.search(req?).await?.into_inner();
+                    Ok::<_, anyhow::Error>(resp.citations.into_iter().map(|c| c.document_id).collect::<Vec<String>>())
+                }
+            });
+            let rankings: Vec<Vec<String>> = futures::stream::iter(searches).buffered(args.concurrency.max(1)).collect::<Vec<_>>().await.into_iter().collect::<anyhow::Result<_>>()?;
+            eprintln!("searched {} queries in {:.1} s", rankings.len(), started.elapsed().as_secs_f64());
+            Ok::<_, anyhow::Error>(rankings)
         }
-        let secs = started.elapsed().as_secs_f64();
-        eprintln!("remembered {} documents in {secs:.1} s ({:.1} documents/s)", docs.len(), docs.len() as f64 / secs);
-        let started = Instant::now();
-        let searches = beir.test.iter().map(|(_, text)| {
-            let mut client = client.clone();
-            let req = gw::SearchRequest {
-                question: text.clone(),
-                namespaces: vec![args.namespace.clone()],
-                top_k: Some(10),
-                group_by_document: true,
-                ..Default::default()
-            };
-            let req = with_key(req, &args.api_key);
-            async move {
-                let resp = client.search(req?).await?.into_inner();
-                Ok::<_, anyhow::Error>(resp.citations.into_iter().map(|c| c.document_id).collect::<Vec<String>>())
-            }
-        });
-        let rankings: Vec<Vec<String>> = futures::stream::iter(searches).buffered(args.concurrency.max(1)).collect::<Vec<_>>().await.into_iter().collect::<anyhow::Result<_>>()?;
-        eprintln!("searched {} queries in {:.1} s", rankings.len(), started.elapsed().as_secs_f64());
-        beir.report(&rankings);
+        .await;
+        // Stop the in-process services (the store flushes) before its folder goes.
         if let Some(stack) = stack {
             stack.shutdown().await?;
         }
+        beir.report(&outcome?);
         Ok(())
     })
 }

@@ -7,6 +7,7 @@
 //! flushes what is buffered.
 
 pub mod lifecycle;
+pub mod metrics;
 pub mod propagation;
 
 pub use lifecycle::shutdown_signal;

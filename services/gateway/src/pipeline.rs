@@ -82,11 +82,11 @@ fn ms(d: u64) -> Duration {
 }
 
 impl Gateway {
-    /// Encodes texts within the encode deadline.
+    /// Encodes texts within the encode deadline (per encoder batch of texts).
     pub async fn encode(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
         let n = texts.len();
         let span = tracing::info_span!("encode", texts = n);
-        let limit = self.config.encode_timeout_ms;
+        let limit = self.config.encode_timeout_ms * n.div_ceil(self.config.encoder_batch.max(1)).max(1) as u64;
         match tokio::time::timeout(ms(limit), self.encoder.embed(texts)).instrument(span).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(memgpt_models::ModelError::Overloaded(q))) => {
