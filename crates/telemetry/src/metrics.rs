@@ -277,4 +277,20 @@ mod tests {
         assert!(text.contains("t_seconds_count{stage=\"encode\"} 3\n"), "{text}");
         assert!(text.contains("t_queue 7\n"), "{text}");
     }
+
+    #[tokio::test]
+    async fn the_endpoint_serves_metrics_over_http() {
+        counter("t_http_total", "Scrapes.", &[]).add(1);
+        let addr = spawn_endpoint("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let get = |path: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let ok = get("/metrics").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK") && ok.contains("t_http_total 1"), "{ok}");
+        assert!(get("/other").await.starts_with("HTTP/1.1 404"));
+    }
 }

@@ -145,11 +145,21 @@ pub async fn ask(
         let generate_ms = t.elapsed().as_secs_f64() * 1e3;
         gen_span.record("tokens", last.usage.as_ref().map(|u| u.completion_tokens).unwrap_or(0));
         let _output = tracing::info_span!("output", citations = hits.len()).entered();
+        let total_ms = started.elapsed().as_secs_f64() * 1e3;
+        for (stage, ms) in [("encode", encode_ms), ("retrieve", retrieve_ms), ("generate", generate_ms), ("total", total_ms)] {
+            memgpt_telemetry::metrics::histogram(
+                "memgpt_gateway_stage_seconds",
+                "Latency of each stage of a question.",
+                &[("stage", stage)],
+                memgpt_telemetry::metrics::SECONDS_BUCKETS,
+            )
+            .observe(ms / 1e3);
+        }
         Ok(AskResponse {
             answer: last.text.trim().to_string(),
             citations: citations(&hits, &last.attention),
             usage: last.usage,
-            timings: Some(Timings { encode_ms, retrieve_ms, generate_ms, ttft_ms: last.ttft_ms, total_ms: started.elapsed().as_secs_f64() * 1e3 }),
+            timings: Some(Timings { encode_ms, retrieve_ms, generate_ms, ttft_ms: last.ttft_ms, total_ms }),
             trace_id: trace.trace_id.clone(),
             finish_reason: last.finish_reason,
         })

@@ -91,6 +91,9 @@ pub struct GatewayConfig {
     /// Seconds in-flight calls get to finish after SIGTERM.
     #[arg(long, env = "MEMGPT_GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Address of the Prometheus `/metrics` endpoint (plain HTTP); none when unset.
+    #[arg(long, env = "MEMGPT_GATEWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "MEMGPT_LOG", default_value = "info")]
     pub log: String,

@@ -122,9 +122,13 @@ pub async fn serve(config: GatewayConfig, listener: TcpListener, shutdown: impl 
             let _ = stop_tx.send(true);
         }
     };
+    if let Some(addr) = config.metrics_listen {
+        memgpt_telemetry::metrics::spawn_endpoint(addr).await.map_err(|e| GatewayError::Internal(format!("metrics endpoint {addr}: {e}")))?;
+    }
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
         .trace_fn(memgpt_telemetry::propagation::grpc_span)
+        .layer(memgpt_telemetry::metrics::GrpcMetricsLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -76,5 +76,16 @@ async fn remembered_paragraphs_answer_questions_with_citations() {
             correct.push(question);
         }
     }
+    // The stages and calls are in the Prometheus metrics (this process's registry).
+    let metrics = memgpt_telemetry::metrics::render();
+    for needle in [
+        "memgpt_gateway_stage_seconds_count{stage=\"generate\"} 10",
+        "memgpt_grpc_requests_total{method=\"/memgpt.gateway.v1.Gateway/Ask\",code=\"0\"} 10",
+        "memgpt_grpc_requests_total{method=\"/memgpt.memory.v1.Memory/Search\",code=\"0\"} 10",
+        "memgpt_generator_tokens_generated_total",
+        "memgpt_generator_ttft_seconds_count 10",
+    ] {
+        assert!(metrics.contains(needle), "no `{needle}` in\n{metrics}");
+    }
     assert!(correct.len() >= 8, "only {} of 10 answers hold the gold answer: {correct:?}", correct.len());
 }

@@ -137,9 +137,13 @@ pub async fn serve(
     };
 
     // Without TCP_NODELAY, small responses wait on delayed ACKs (about 40 ms each).
+    if let Some(addr) = config.metrics_listen {
+        memgpt_telemetry::metrics::spawn_endpoint(addr).await.map_err(|e| MemoryError::Store(format!("metrics endpoint {addr}: {e}")))?;
+    }
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
         .trace_fn(memgpt_telemetry::propagation::grpc_span)
+        .layer(memgpt_telemetry::metrics::GrpcMetricsLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -65,12 +65,19 @@ pub(super) struct Scheduler {
     queue: VecDeque<Job>,
     running: Vec<Seq>,
     kv_reserved: u64,
+    ttft: memgpt_telemetry::metrics::Histogram,
 }
 
 impl Scheduler {
     pub(super) fn new(model: Llama, tokenizer: Arc<TextTokenizer>, config: &EngineConfig, stats: Arc<Stats>, abort: Arc<AtomicBool>) -> Self {
         let prefix = PrefixCache::new(config.prefix_block_tokens, config.prefix_cache_bytes);
-        Self { model, tokenizer, config: config.clone(), stats, abort, prefix, queue: VecDeque::new(), running: Vec::new(), kv_reserved: 0 }
+        let ttft = memgpt_telemetry::metrics::histogram(
+            "memgpt_generator_ttft_seconds",
+            "Time from a request's arrival to its first token.",
+            &[],
+            memgpt_telemetry::metrics::SECONDS_BUCKETS,
+        );
+        Self { model, tokenizer, config: config.clone(), stats, abort, prefix, queue: VecDeque::new(), running: Vec::new(), kv_reserved: 0, ttft }
     }
 
     pub(super) fn run(mut self, rx: Receiver<Job>) {
@@ -221,7 +228,9 @@ impl Scheduler {
             if seq.first_token_at.is_none() {
                 let now = Instant::now();
                 seq.first_token_at = Some(now);
-                self.stats.ttft_us_total.fetch_add(now.duration_since(seq.job.received).as_micros() as u64, Ordering::Relaxed);
+                let ttft = now.duration_since(seq.job.received);
+                self.stats.ttft_us_total.fetch_add(ttft.as_micros() as u64, Ordering::Relaxed);
+                self.ttft.observe(ttft.as_secs_f64());
             }
             if self.tokenizer.eos.contains(&token) {
                 finished.push((i, FinishReason::Eos, None));

@@ -139,6 +139,24 @@ fn dtype_name(kind: Kind) -> String {
     }
 }
 
+/// Exposes the engine's counters as Prometheus metrics (read at scrape time).
+fn register_metrics(stats: &Arc<Stats>) {
+    use memgpt_telemetry::metrics::callback;
+    let read = |f: fn(&Stats) -> &AtomicU64| {
+        let stats = Arc::clone(stats);
+        move || f(&stats).load(Ordering::Relaxed) as f64
+    };
+    callback("memgpt_generator_waiting_requests", "Requests waiting for a slot.", "gauge", &[], read(|s| &s.waiting));
+    callback("memgpt_generator_active_sequences", "Sequences in the running batch.", "gauge", &[], read(|s| &s.active));
+    callback("memgpt_generator_kv_tokens_reserved", "KV-cache tokens reserved by running sequences.", "gauge", &[], read(|s| &s.kv_tokens));
+    callback("memgpt_generator_tokens_generated_total", "Tokens generated.", "counter", &[], read(|s| &s.tokens_generated));
+    callback("memgpt_generator_prefix_cache_hit_tokens_total", "Prompt tokens served from the prefix cache.", "counter", &[], read(|s| &s.prefix_hit_tokens));
+    callback("memgpt_generator_requests_total", "Requests by outcome.", "counter", &[("outcome", "finished")], read(|s| &s.finished));
+    callback("memgpt_generator_requests_total", "Requests by outcome.", "counter", &[("outcome", "cancelled")], read(|s| &s.cancelled));
+    callback("memgpt_generator_requests_total", "Requests by outcome.", "counter", &[("outcome", "rejected")], read(|s| &s.rejected));
+    callback("memgpt_generator_steps_total", "Model steps run.", "counter", &[], read(|s| &s.steps));
+}
+
 impl Engine {
     /// Loads the model on a new thread, runs a warm-up step, and returns once it is ready
     /// (blocking: call it from a blocking context).
@@ -188,6 +206,7 @@ impl Engine {
                 return Err(GeneratorError::Internal("the model thread stopped while loading".into()));
             }
         };
+        register_metrics(&stats);
         Ok(Self {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
