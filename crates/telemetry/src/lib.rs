@@ -9,6 +9,7 @@
 pub mod lifecycle;
 pub mod metrics;
 pub mod propagation;
+pub mod tls;
 
 pub use lifecycle::shutdown_signal;
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -44,17 +44,21 @@ pub struct Pool {
 impl Pool {
     /// A pool over `addrs` (connections are made lazily). `service` is the name health is
     /// asked about.
-    pub fn new(name: &'static str, service: &'static str, addrs: &[String]) -> Result<Arc<Self>> {
+    pub fn new(name: &'static str, service: &'static str, addrs: &[String], tls: Option<&ClientTlsConfig>) -> Result<Arc<Self>> {
         if addrs.is_empty() {
             return Err(GatewayError::invalid(name, "at least one endpoint is needed"));
         }
         let mut backends = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            let uri = if addr.contains("://") { addr.clone() } else { format!("http://{addr}") };
-            let endpoint = Endpoint::from_shared(uri)
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let uri = if addr.contains("://") { addr.clone() } else { format!("{scheme}://{addr}") };
+            let mut endpoint = Endpoint::from_shared(uri)
                 .map_err(|e| GatewayError::invalid(name, format!("`{addr}` is not a valid address: {e}")))?
                 .connect_timeout(Duration::from_secs(2))
                 .tcp_nodelay(true);
+            if let Some(tls) = tls {
+                endpoint = endpoint.tls_config(tls.clone()).map_err(|e| GatewayError::invalid(name, format!("TLS for `{addr}`: {e}")))?;
+            }
             backends.push(Arc::new(Backend {
                 addr: addr.clone(),
                 channel: endpoint.connect_lazy(),

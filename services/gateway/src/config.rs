@@ -91,6 +91,25 @@ pub struct GatewayConfig {
     /// Seconds in-flight calls get to finish after SIGTERM.
     #[arg(long, env = "MEMGPT_GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// CA (PEM) that signed the memory and generator certificates: links to them use TLS
+    /// (`https://` endpoints) when set.
+    #[arg(long, env = "MEMGPT_GATEWAY_BACKEND_CA")]
+    pub backend_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS on the links to memory and generator.
+    #[arg(long, env = "MEMGPT_GATEWAY_BACKEND_CERT")]
+    pub backend_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS on the links to memory and generator.
+    #[arg(long, env = "MEMGPT_GATEWAY_BACKEND_KEY")]
+    pub backend_key: Option<PathBuf>,
+    /// TLS certificate chain (PEM) served on the gRPC port; plaintext when unset.
+    #[arg(long, env = "MEMGPT_GATEWAY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "MEMGPT_GATEWAY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) whose client certificates are required (mutual TLS); any client when unset.
+    #[arg(long, env = "MEMGPT_GATEWAY_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Address of the Prometheus `/metrics` endpoint (plain HTTP); none when unset.
     #[arg(long, env = "MEMGPT_GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

@@ -54,8 +54,10 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 pub async fn serve(config: GatewayConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let auth = Arc::new(auth(&config)?);
     let device = memgpt_models::device::parse_device(&config.device)?;
-    let memory = Pool::new("memory", "memgpt.memory.v1.Memory", &config.memory)?;
-    let generator = Pool::new("generator", "memgpt.generator.v1.Generator", &config.generator)?;
+    let links = memgpt_telemetry::tls::client(config.backend_ca.as_ref(), config.backend_cert.as_ref(), config.backend_key.as_ref())
+        .map_err(|e| GatewayError::invalid("backend_ca", e))?;
+    let memory = Pool::new("memory", "memgpt.memory.v1.Memory", &config.memory, links.as_ref())?;
+    let generator = Pool::new("generator", "memgpt.generator.v1.Generator", &config.generator, links.as_ref())?;
     let interval = Duration::from_millis(config.health_interval_ms.max(50));
     memory.spawn_health_checks(interval);
     generator.spawn_health_checks(interval);
@@ -126,7 +128,13 @@ pub async fn serve(config: GatewayConfig, listener: TcpListener, shutdown: impl 
         memgpt_telemetry::metrics::spawn_endpoint(addr).await.map_err(|e| GatewayError::Internal(format!("metrics endpoint {addr}: {e}")))?;
     }
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
+    let tls = memgpt_telemetry::tls::server(config.tls_cert.as_ref(), config.tls_key.as_ref(), config.tls_client_ca.as_ref())
+        .map_err(|e| GatewayError::invalid("tls", e))?;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(|e| GatewayError::invalid("tls", format!("TLS: {e}")))?;
+    }
+    let server = builder
         .trace_fn(memgpt_telemetry::propagation::grpc_span)
         .layer(memgpt_telemetry::metrics::GrpcMetricsLayer)
         .add_service(health)

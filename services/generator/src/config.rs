@@ -89,6 +89,15 @@ pub struct GeneratorConfig {
     /// Seconds in-flight streams get to finish after SIGTERM.
     #[arg(long, env = "MEMGPT_GENERATOR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// TLS certificate chain (PEM) served on the gRPC port; plaintext when unset.
+    #[arg(long, env = "MEMGPT_GENERATOR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "MEMGPT_GENERATOR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) whose client certificates are required (mutual TLS); any client when unset.
+    #[arg(long, env = "MEMGPT_GENERATOR_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Address of the Prometheus `/metrics` endpoint (plain HTTP); none when unset.
     #[arg(long, env = "MEMGPT_GENERATOR_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

@@ -46,13 +46,13 @@ where
 }
 
 pub fn memory(data_dir: &std::path::Path) -> Running {
-    let config = memgpt_memory::MemoryConfig::parse_from([
-        "memgpt-memory",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        "--optimize-delay-ms",
-        "50",
-    ]);
+    memory_with(data_dir, &[])
+}
+
+pub fn memory_with(data_dir: &std::path::Path, extra: &[&str]) -> Running {
+    let mut args = vec!["memgpt-memory", "--data-dir", data_dir.to_str().unwrap(), "--optimize-delay-ms", "50"];
+    args.extend(extra);
+    let config = memgpt_memory::MemoryConfig::parse_from(args);
     spawn(move |l, stop| async move {
         memgpt_memory::serve(config, l, async move {
             // Only an explicit stop ends it; a dropped handle leaves it running.
@@ -66,7 +66,13 @@ pub fn memory(data_dir: &std::path::Path) -> Running {
 }
 
 pub fn generator() -> Running {
-    let config = memgpt_generator::GeneratorConfig::parse_from(["memgpt-generator", "--shutdown-grace-secs", "0"]);
+    generator_with(&[])
+}
+
+pub fn generator_with(extra: &[&str]) -> Running {
+    let mut args = vec!["memgpt-generator", "--shutdown-grace-secs", "0"];
+    args.extend(extra);
+    let config = memgpt_generator::GeneratorConfig::parse_from(args);
     spawn(move |l, stop| async move {
         memgpt_generator::serve(config, l, async move {
             // Only an explicit stop ends it; a dropped handle leaves it running.
@@ -80,7 +86,11 @@ pub fn generator() -> Running {
 }
 
 pub fn gateway(memory: &[SocketAddr], generator: &[SocketAddr], extra: &[&str]) -> Running {
-    let list = |a: &[SocketAddr]| a.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>().join(",");
+    gateway_with("http", memory, generator, extra)
+}
+
+pub fn gateway_with(scheme: &str, memory: &[SocketAddr], generator: &[SocketAddr], extra: &[&str]) -> Running {
+    let list = |a: &[SocketAddr]| a.iter().map(|a| format!("{scheme}://{a}")).collect::<Vec<_>>().join(",");
     let mut args = vec![
         "memgpt-gateway".to_string(),
         "--memory".into(),
@@ -106,7 +116,12 @@ pub fn gateway(memory: &[SocketAddr], generator: &[SocketAddr], extra: &[&str]) 
 
 /// A channel once `service` reports SERVING.
 pub async fn serving(addr: SocketAddr, service: &str) -> Channel {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+    serving_on(tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap(), service).await
+}
+
+/// As [`serving`], on a configured endpoint (TLS).
+pub async fn serving_on(endpoint: tonic::transport::Endpoint, service: &str) -> Channel {
+    let addr = endpoint.uri().clone();
     let deadline = Instant::now() + Duration::from_secs(180);
     let channel = loop {
         match endpoint.connect().await {
