@@ -1,7 +1,9 @@
 //! SciFact through the gateway on a quick subset (every judged-relevant abstract plus 100
-//! others): Remember with chunking and grouped Search rank the documents as well as ranking
-//! the same subset directly by cosine (within 0.005 nDCG@10). The full corpus is the separate
-//! command `memgpt eval gateway-retrieval --data ../shared/data/scifact` (docs/benchmarks.md).
+//! others): Remember with chunking and grouped Search rank the documents at least as well as
+//! ranking the same subset directly by cosine (no worse than 0.005 nDCG@10 below; chunking
+//! long abstracts instead of truncating them usually ranks better). The full corpus is the
+//! separate command `memgpt eval gateway-retrieval --data ../shared/data/scifact`
+//! (docs/benchmarks.md).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,6 +27,6 @@ fn ndcg(args: &[&str]) -> f64 {
 fn scifact_subset_through_the_gateway_ranks_like_direct_retrieval() {
     let direct = ndcg(&["eval", "retrieval"]);
     let gateway = ndcg(&["eval", "gateway-retrieval"]);
-    assert!((gateway - direct).abs() <= 0.005, "gateway nDCG@10 {gateway} vs direct {direct}");
+    assert!(gateway >= direct - 0.005, "gateway nDCG@10 {gateway} vs direct {direct}");
     assert!(gateway > 0.8, "{gateway}");
 }

@@ -2,7 +2,7 @@
 //! Remember replacing a document's chunks, Forget, Search grouped by document, Chat sessions
 //! scoped to their key, and bad input naming the field.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -16,18 +16,21 @@ const KEY_A: &str = "key-a-0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef";
 const KEY_SLOW: &str = "key-slow-0123456789abcd";
 
-/// Memory and generator shared by the tests of this file.
+/// Memory and generator shared by the tests of this file (kept running for the process).
 fn backends() -> (SocketAddr, SocketAddr) {
-    static B: OnceLock<(SocketAddr, SocketAddr)> = OnceLock::new();
-    *B.get_or_init(|| {
+    static B: OnceLock<(common::Running, common::Running)> = OnceLock::new();
+    let (m, g) = B.get_or_init(|| {
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        (common::memory(dir.path()).addr, common::generator().addr)
-    })
+        (common::memory(dir.path()), common::generator())
+    });
+    (m.addr, g.addr)
 }
 
+/// A gateway kept running for the process (its handle is leaked on purpose).
 fn gateway(extra: &[&str]) -> SocketAddr {
     let (m, g) = backends();
-    common::gateway(&[m], &[g], extra).addr
+    let running = Box::leak(Box::new(common::gateway(&[m], &[g], extra)));
+    running.addr
 }
 
 fn keys() -> String {

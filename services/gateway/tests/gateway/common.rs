@@ -13,16 +13,28 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-/// A server on its own runtime thread; dropping `stop` (or sending) shuts it down.
+/// A server on its own runtime thread; [`Running::stop`] or dropping it shuts it down.
 pub struct Running {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
     pub fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Running {
+    /// Stops the server and waits until it has (the memory store flushed before its folder
+    /// goes away).
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -34,7 +46,7 @@ where
 {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop, stop_rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -42,7 +54,7 @@ where
             run(listener, stop_rx).await;
         });
     });
-    Running { addr: addr_rx.recv().unwrap(), stop: Some(stop) }
+    Running { addr: addr_rx.recv().unwrap(), stop: Some(stop), thread: Some(thread) }
 }
 
 pub fn memory(data_dir: &std::path::Path) -> Running {
@@ -50,15 +62,12 @@ pub fn memory(data_dir: &std::path::Path) -> Running {
 }
 
 pub fn memory_with(data_dir: &std::path::Path, extra: &[&str]) -> Running {
-    let mut args = vec!["memgpt-memory", "--data-dir", data_dir.to_str().unwrap(), "--optimize-delay-ms", "50"];
+    let mut args = vec!["memgpt-memory", "--data-dir", data_dir.to_str().unwrap(), "--optimize-delay-ms", "50", "--shutdown-grace-secs", "1"];
     args.extend(extra);
     let config = memgpt_memory::MemoryConfig::parse_from(args);
     spawn(move |l, stop| async move {
         memgpt_memory::serve(config, l, async move {
-            // Only an explicit stop ends it; a dropped handle leaves it running.
-            if stop.await.is_err() {
-                std::future::pending::<()>().await
-            }
+            let _ = stop.await;
         })
         .await
         .unwrap();
@@ -75,10 +84,7 @@ pub fn generator_with(extra: &[&str]) -> Running {
     let config = memgpt_generator::GeneratorConfig::parse_from(args);
     spawn(move |l, stop| async move {
         memgpt_generator::serve(config, l, async move {
-            // Only an explicit stop ends it; a dropped handle leaves it running.
-            if stop.await.is_err() {
-                std::future::pending::<()>().await
-            }
+            let _ = stop.await;
         })
         .await
         .unwrap();
@@ -99,15 +105,14 @@ pub fn gateway_with(scheme: &str, memory: &[SocketAddr], generator: &[SocketAddr
         list(generator),
         "--health-interval-ms".into(),
         "200".into(),
+        "--shutdown-grace-secs".into(),
+        "1".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = memgpt_gateway::GatewayConfig::parse_from(args);
     spawn(move |l, stop| async move {
         memgpt_gateway::serve(config, l, async move {
-            // Only an explicit stop ends it; a dropped handle leaves it running.
-            if stop.await.is_err() {
-                std::future::pending::<()>().await
-            }
+            let _ = stop.await;
         })
         .await
         .unwrap();

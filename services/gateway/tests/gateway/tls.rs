@@ -2,7 +2,7 @@
 //! backends require a client certificate from the test CA). Plaintext clients and clients
 //! without a certificate are refused.
 
-mod common;
+use crate::common;
 
 use memgpt_proto::gateway::v1 as gw;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};

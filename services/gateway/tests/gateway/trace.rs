@@ -2,7 +2,7 @@
 //! the memory and generator services' calls, linked by `traceparent` metadata (an in-memory
 //! exporter collects the spans of the three in-process services).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Two generator endpoints, one stopped mid-run: later Asks succeed on the other, and no
 //! request outlives its deadline.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,8 @@
+//! The generator's integration tests, one binary (one link of the tree instead of three): the
+//! service in this process on port 0 with the real default model on CPU.
+
+mod common;
+
+mod generate;
+mod load;
+mod validation;
