@@ -39,3 +39,17 @@ pub fn client(ca: Option<&PathBuf>, cert: Option<&PathBuf>, key: Option<&PathBuf
     }
     Ok(Some(tls))
 }
+
+/// The server builder every service starts from: TLS when configured (see [`server`]), a
+/// `grpc` span per call continuing the caller's trace, and the gRPC call metrics.
+pub fn grpc_server(
+    cert: Option<&PathBuf>,
+    key: Option<&PathBuf>,
+    client_ca: Option<&PathBuf>,
+) -> Result<tonic::transport::Server<tower_layer::Stack<crate::metrics::GrpcMetricsLayer, tower_layer::Identity>>, String> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = server(cert, key, client_ca)? {
+        builder = builder.tls_config(tls).map_err(|e| format!("TLS: {e}"))?;
+    }
+    Ok(builder.trace_fn(crate::propagation::grpc_span).layer(crate::metrics::GrpcMetricsLayer))
+}

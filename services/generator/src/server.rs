@@ -119,15 +119,8 @@ pub async fn serve(config: GeneratorConfig, listener: TcpListener, shutdown: imp
         memgpt_telemetry::metrics::spawn_endpoint(addr).await.map_err(|e| GeneratorError::Internal(format!("metrics endpoint {addr}: {e}")))?;
     }
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let tls = memgpt_telemetry::tls::server(config.tls_cert.as_ref(), config.tls_key.as_ref(), config.tls_client_ca.as_ref())
-        .map_err(|e| GeneratorError::invalid("tls", e))?;
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls).map_err(|e| GeneratorError::invalid("tls", format!("TLS: {e}")))?;
-    }
-    let server = builder
-        .trace_fn(memgpt_telemetry::propagation::grpc_span)
-        .layer(memgpt_telemetry::metrics::GrpcMetricsLayer)
+    let server = memgpt_telemetry::tls::grpc_server(config.tls_cert.as_ref(), config.tls_key.as_ref(), config.tls_client_ca.as_ref())
+        .map_err(|e| GeneratorError::invalid("tls", e))?
         .add_service(health)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)

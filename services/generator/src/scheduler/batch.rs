@@ -207,7 +207,7 @@ impl Scheduler {
         drop(steps);
         self.stats.steps.fetch_add(1, Ordering::Relaxed);
         let vocab = out.logits.size()[1] as usize;
-        let logits: Vec<f32> = Vec::try_from(out.logits.to_device(Device::Cpu).flatten(0, -1))?;
+        let mut logits: Vec<f32> = Vec::try_from(out.logits.to_device(Device::Cpu).flatten(0, -1))?;
         let mut finished = Vec::new();
         for (row, &(i, emits)) in rows.iter().enumerate() {
             if !emits {
@@ -221,8 +221,7 @@ impl Scheduler {
                 *acc += s;
             }
             seq.share_steps += 1;
-            let mut row_logits = logits[row * vocab..(row + 1) * vocab].to_vec();
-            let token = seq.sampler.sample(&mut row_logits);
+            let token = seq.sampler.sample(&mut logits[row * vocab..(row + 1) * vocab]);
             seq.generated.push(token);
             self.stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
             if seq.first_token_at.is_none() {
