@@ -32,7 +32,7 @@ pub struct RetrievalArgs {
     model: ModelArgs,
 }
 
-fn open_text(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
+pub fn open_text(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::GzDecoder::new(file))

@@ -19,7 +19,7 @@ pub struct GatewayRetrievalArgs {
     #[arg(long)]
     data: PathBuf,
     /// A running gateway (http://host:port); without it the three services run in-process.
-    #[arg(long)]
+    #[arg(long, alias = "addr")]
     gateway: Option<String>,
     /// API key for `--gateway`.
     #[arg(long, env = "MEMGPT_API_KEY", hide_env_values = true)]
@@ -56,8 +56,9 @@ pub fn gateway_retrieval(args: GatewayRetrievalArgs) -> anyhow::Result<()> {
         let (addr, stack) = match &args.gateway {
             Some(a) => (a.clone(), None),
             None => {
-                let stack = crate::stack::start(data.path(), args.model.models_dir.clone(), args.model.threads).await?;
-                (format!("http://{}", stack.gateway), Some(stack))
+                let serve = crate::serve::ServeArgs::loopback(data.path().to_path_buf(), args.model.models_dir.clone(), args.model.threads);
+                let stack = crate::serve::start(&serve).await?;
+                (stack.url(), Some(stack))
             }
         };
         let outcome = async {

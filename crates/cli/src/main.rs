@@ -1,14 +1,21 @@
-//! `memgpt`: the project's command: evaluations (`memgpt eval`) and model benchmarks
-//! (`memgpt bench`).
+//! `memgpt`: the project's command: the all-in-one server (`serve`), client commands against
+//! any gateway (`ask`, `remember`, `forget`, `search`, `chat`, `info`), batch question
+//! answering (`batch`), evaluations (`eval`) and model benchmarks (`bench`).
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod batch;
 mod bench;
+mod client;
+mod commands;
 mod eval;
 mod eval_gateway;
-mod stack;
+mod eval_qa;
+mod remember;
+mod serve;
+mod squad;
 
 #[derive(Debug, Parser)]
 #[command(name = "memgpt", version, about = "MemGPT cluster command")]
@@ -22,6 +29,61 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Gateway, memory and generator in this process, on one address (the embedded default).
+    Serve(serve::ServeArgs),
+    /// Ask a question: the answer streams, then its citations.
+    Ask {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: commands::AskArgs,
+    },
+    /// Remember files, folders, JSONL documents or standard input.
+    Remember {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: remember::RememberArgs,
+    },
+    /// Forget documents by id or by metadata.
+    Forget {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: commands::ForgetArgs,
+    },
+    /// Search memories without generating.
+    Search {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: commands::SearchArgs,
+    },
+    /// Interactive chat with recall of earlier turns.
+    Chat {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: commands::ChatArgs,
+    },
+    /// What the gateway serves: backends, their health, the model.
+    Info {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a JSONL file of questions (resumable, shardable); `batch merge` joins shards.
+    #[command(args_conflicts_with_subcommands = true)]
+    Batch {
+        #[command(subcommand)]
+        merge: Option<BatchCommand>,
+        #[command(flatten)]
+        client: Option<client::ClientArgs>,
+        #[command(flatten)]
+        args: Option<batch::BatchArgs>,
+    },
     /// Model throughput benchmarks (one JSON line per run).
     Bench {
         #[command(subcommand)]
@@ -32,6 +94,12 @@ enum Command {
         #[command(subcommand)]
         what: EvalCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BatchCommand {
+    /// Join the outputs of several shards into one file, one record per id.
+    Merge(batch::output::MergeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +118,9 @@ enum EvalCommand {
     /// The same through the gateway: Remember the corpus (chunked), Search each query with
     /// group_by_document, score the document rankings.
     GatewayRetrieval(eval_gateway::GatewayRetrievalArgs),
+    /// Question answering on a SQuAD-format file: EM, F1 and retrieval hit rate per attend
+    /// mode, through a gateway (in-process when no --addr is given).
+    Qa(eval_qa::QaArgs),
 }
 
 /// Options shared by the commands that load models.
@@ -74,6 +145,17 @@ fn main() -> anyhow::Result<()> {
         format: memgpt_telemetry::LogFormat::Text,
     })?;
     match cli.command {
+        Command::Serve(args) => serve::serve(args),
+        Command::Ask { client, args } => commands::ask(client, args),
+        Command::Remember { client, args } => remember::remember(client, args),
+        Command::Forget { client, args } => commands::forget(client, args),
+        Command::Search { client, args } => commands::search(client, args),
+        Command::Chat { client, args } => commands::chat(client, args),
+        Command::Info { client, json } => commands::info(client, json),
+        Command::Batch { merge: Some(BatchCommand::Merge(args)), .. } => batch::output::merge(args),
+        Command::Batch { merge: None, client: Some(client), args: Some(args) } => batch::batch(client, args),
+        Command::Batch { .. } => anyhow::bail!("memgpt batch needs --input and --output (or the `merge` subcommand)"),
+        Command::Eval { what: EvalCommand::Qa(args) } => eval_qa::qa(args),
         Command::Eval { what: EvalCommand::Retrieval(args) } => eval::retrieval(args),
         Command::Eval { what: EvalCommand::GatewayRetrieval(args) } => eval_gateway::gateway_retrieval(args),
         Command::Bench { what: BenchCommand::Encoder(args) } => bench::encoder(args),

@@ -121,7 +121,7 @@ pub async fn ask(
         let mut messages = vec![gen::Message { role: "system".into(), content: system_prompt(task, &req.target_language) }];
         messages.push(gen::Message { role: "user".into(), content: req.question.clone() });
         let memories = hits.iter().enumerate().map(|(i, r)| gen::Memory { id: i.to_string(), text: r.hit.text.clone() }).collect();
-        let greq = gen::GenerateRequest { messages, prompt: String::new(), memories, attend_mode: req.attend_mode, params: req.params.clone() };
+        let greq = gen::GenerateRequest { messages, prompt: String::new(), memories, attend_mode: gw.config.attend_mode(req.attend_mode), params: req.params.clone() };
         let t = Instant::now();
         let gen_span = tracing::info_span!("generate", memories = hits.len(), tokens = tracing::field::Empty);
         let (mut stream, _guard) = gw.generate(&trace, greq).instrument(gen_span.clone()).await?;

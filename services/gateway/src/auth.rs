@@ -43,6 +43,22 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The namespace patterns of the key (none when auth is off).
+    pub fn patterns(&self) -> &[String] {
+        self.namespaces.as_deref().unwrap_or(&[])
+    }
+
+    /// Fails with PERMISSION_DENIED unless the key may use every namespace (`*`): what direct
+    /// calls to the memory and generator services need where they share the gateway's port.
+    pub fn check_operator(&self, service: &str) -> Result<()> {
+        match &self.namespaces {
+            Some(p) if !p.iter().any(|p| p == "*") => Err(GatewayError::PermissionDenied(format!(
+                "direct calls to {service} need a key allowed every namespace (`*`)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Fails with PERMISSION_DENIED unless the key may use `namespace`.
     pub fn check(&self, field: &str, namespace: &str) -> Result<()> {
         let Some(patterns) = &self.namespaces else { return Ok(()) };
@@ -70,6 +86,11 @@ fn key_id(key: &str) -> String {
 }
 
 impl Auth {
+    /// Whether keys are required.
+    pub fn enabled(&self) -> bool {
+        self.keys.is_some()
+    }
+
     /// No authentication (only when configured explicitly).
     pub fn disabled() -> Self {
         Self { keys: None }

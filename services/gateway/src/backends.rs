@@ -98,9 +98,19 @@ impl Pool {
         futures::future::join_all(checks).await;
     }
 
+    /// Each endpoint: address, last health, calls in flight.
+    pub fn endpoints(&self) -> Vec<(String, bool, usize)> {
+        self.backends.iter().map(|b| (b.addr.clone(), b.healthy.load(Ordering::Relaxed), b.inflight.load(Ordering::Relaxed))).collect()
+    }
+
     /// Whether any endpoint is healthy.
     pub fn any_healthy(&self) -> bool {
         self.backends.iter().any(|b| b.healthy.load(Ordering::Relaxed))
+    }
+
+    /// A channel to the healthy endpoint with the fewest calls in flight.
+    pub fn healthy_channel(&self) -> Option<Channel> {
+        self.pick(None).map(|b| b.channel.clone())
     }
 
     /// The healthy endpoint with the fewest calls in flight (round robin among equals),

@@ -86,7 +86,7 @@ pub async fn turn(
         top_k: req.top_k,
         filter: req.filter,
         min_score: req.min_score,
-        attend_mode: req.attend_mode,
+        attend_mode: gw.config.attend_mode(req.attend_mode),
         task: Task::Qa as i32,
         target_language: String::new(),
         params: req.params,

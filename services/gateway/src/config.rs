@@ -43,6 +43,9 @@ pub struct GatewayConfig {
     /// Memories retrieved when a request leaves top_k unset.
     #[arg(long, env = "MEMGPT_GATEWAY_DEFAULT_TOP_K", default_value_t = 4)]
     pub default_top_k: u32,
+    /// Attend mode of requests that leave it unset: concat or fused (unset: the generator's).
+    #[arg(long, env = "MEMGPT_GATEWAY_DEFAULT_ATTEND_MODE", value_parser = ["concat", "fused"])]
+    pub default_attend_mode: Option<String>,
     /// Largest top_k a request may ask for.
     #[arg(long, env = "MEMGPT_GATEWAY_MAX_TOP_K", default_value_t = 100)]
     pub max_top_k: u32,
@@ -122,6 +125,16 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// `mode`, or the configured default when it is unspecified (0).
+    pub fn attend_mode(&self, mode: i32) -> i32 {
+        use memgpt_proto::generator::v1::AttendMode;
+        match (mode, self.default_attend_mode.as_deref()) {
+            (0, Some("concat")) => AttendMode::Concat as i32,
+            (0, Some("fused")) => AttendMode::Fused as i32,
+            (m, _) => m,
+        }
+    }
+
     /// The encoder folder: `--encoder`, else the default encoder under the models directory.
     pub fn encoder_dir(&self) -> PathBuf {
         self.encoder.clone().unwrap_or_else(|| memgpt_models::models_dir(self.models_dir.clone()).join(memgpt_models::DEFAULT_ENCODER))

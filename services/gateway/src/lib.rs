@@ -8,6 +8,7 @@ pub mod chat;
 pub mod chunk;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod memory_ops;
 pub mod pipeline;
 pub mod server;
@@ -15,4 +16,4 @@ pub mod service;
 
 pub use config::GatewayConfig;
 pub use error::{GatewayError, Result};
-pub use server::{serve, SERVICE_NAME};
+pub use server::{serve, serve_with, Options, SERVICE_NAME};

@@ -19,6 +19,7 @@ use crate::backends::Pool;
 use crate::chat::Sessions;
 use crate::config::GatewayConfig;
 use crate::error::{GatewayError, Result};
+use crate::forward::{Forward, Forwarded, GeneratorApi, MemoryApi};
 use crate::pipeline::Gateway;
 use crate::service::{GatewayService, GatewaySlot};
 
@@ -45,13 +46,39 @@ pub fn auth(config: &GatewayConfig) -> Result<Auth> {
     }
 }
 
+fn serving(ok: bool) -> ServingStatus {
+    if ok {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
     reporter.set_service_status(SERVICE_NAME, status).await;
 }
 
+/// How the gateway serves beyond its own API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Also serve the memory and generator APIs on this port, forwarded to the pools (the
+    /// all-in-one server); their health follows the pools.
+    pub forward_backends: bool,
+}
+
 /// Serves until `shutdown` resolves, then drains in-flight calls within the grace period.
 pub async fn serve(config: GatewayConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    serve_with(config, listener, shutdown, Options::default()).await
+}
+
+/// [`serve`] with [`Options`].
+pub async fn serve_with(
+    config: GatewayConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: Options,
+) -> Result<()> {
     let auth = Arc::new(auth(&config)?);
     let device = memgpt_models::device::parse_device(&config.device)?;
     let links = memgpt_telemetry::tls::client(config.backend_ca.as_ref(), config.backend_cert.as_ref(), config.backend_key.as_ref())
@@ -78,6 +105,9 @@ pub async fn serve(config: GatewayConfig, listener: TcpListener, shutdown: impl 
     let config = Arc::new(config);
     let slot: GatewaySlot = Arc::new(OnceCell::new());
     let sessions = Arc::new(Sessions::default());
+    let forward_memory = options.forward_backends.then(|| Forward::<MemoryApi>::new(Arc::clone(&memory), Arc::clone(&auth)));
+    let forward_generator =
+        options.forward_backends.then(|| Forward::<GeneratorApi>::new(Arc::clone(&generator), Arc::clone(&auth)));
     let service = GatewayServer::new(GatewayService::new(Arc::clone(&slot), auth, Arc::clone(&sessions)))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -102,12 +132,15 @@ pub async fn serve(config: GatewayConfig, listener: TcpListener, shutdown: impl 
             let _ = slot.set(Arc::clone(&gw));
             let mut last = None;
             loop {
-                let ok = gw.memory.any_healthy() && gw.generator.any_healthy();
-                let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
-                if last != Some(status) {
-                    tracing::info!(serving = ok, "health changed");
-                    set_health(&reporter, status).await;
-                    last = Some(status);
+                let (m, g) = (gw.memory.any_healthy(), gw.generator.any_healthy());
+                if last != Some((m, g)) {
+                    tracing::info!(serving = m && g, memory = m, generator = g, "health changed");
+                    set_health(&reporter, serving(m && g)).await;
+                    if options.forward_backends {
+                        reporter.set_service_status(MemoryApi::NAME, serving(m)).await;
+                        reporter.set_service_status(GeneratorApi::NAME, serving(g)).await;
+                    }
+                    last = Some((m, g));
                 }
                 tokio::time::sleep(interval).await;
             }
@@ -134,6 +167,8 @@ pub async fn serve(config: GatewayConfig, listener: TcpListener, shutdown: impl 
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
+        .add_optional_service(forward_memory)
+        .add_optional_service(forward_generator)
         .serve_with_incoming_shutdown(incoming, stop_signal);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     tokio::select! {

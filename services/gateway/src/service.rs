@@ -124,4 +124,39 @@ impl GatewayApi for GatewayService {
             .await?;
         Ok(Response::new(DeleteSessionResponse { deleted: resp.deleted }))
     }
+
+    async fn info(&self, request: Request<InfoRequest>) -> std::result::Result<Response<InfoResponse>, Status> {
+        let (gw, who, trace) = self.begin(&request)?;
+        let mut backends = Vec::new();
+        for (service, pool) in [("memory", &gw.memory), ("generator", &gw.generator)] {
+            backends.extend(pool.endpoints().into_iter().map(|(address, healthy, in_flight)| BackendInfo {
+                service: service.into(),
+                address,
+                healthy,
+                in_flight: in_flight as u32,
+            }));
+        }
+        let timeout = std::time::Duration::from_millis(gw.config.retrieve_timeout_ms);
+        let generator = gw
+            .generator
+            .call(true, |channel| {
+                let req = trace.request(memgpt_proto::generator::v1::InfoRequest {}, timeout);
+                async move { memgpt_proto::generator::v1::generator_client::GeneratorClient::new(channel).info(req).await }
+            })
+            .await
+            .map(|(r, _)| r.into_inner())
+            .map_err(|e| tracing::warn!(error = %e, "generator info unavailable"))
+            .ok();
+        let encoder = gw.config.encoder_dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Response::new(InfoResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            auth_enabled: self.auth.enabled(),
+            key_id: who.key_id.clone(),
+            namespaces: who.patterns().to_vec(),
+            backends,
+            generator,
+            default_top_k: gw.config.default_top_k,
+            encoder,
+        }))
+    }
 }

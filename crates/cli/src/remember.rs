@@ -1,0 +1,233 @@
+//! `memgpt remember`: files, folders (walked recursively), JSONL files (one document a line:
+//! `id`, `text`, optional `metadata`) or standard input, sent in batches with a progress bar.
+//! Each document is stored whole or not at all; a bad one is reported by name and the rest go on.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use futures::StreamExt;
+use memgpt_proto::gateway::v1 as gw;
+
+use crate::client::{describe, ClientArgs};
+
+/// Options of `memgpt remember`.
+#[derive(Debug, clap::Args)]
+pub struct RememberArgs {
+    /// Files, folders, or `-` for standard input. `.jsonl` files hold one document a line.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Namespace to store into.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// Read standard input as JSONL (otherwise it is one document named by --id).
+    #[arg(long)]
+    pub jsonl: bool,
+    /// Document id of standard input.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Metadata `key=value` added to every document (repeatable).
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Documents per Remember call.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Remember calls in flight.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Ask the generator to precompute the memories' KV caches (fused mode).
+    #[arg(long)]
+    pub warm: bool,
+}
+
+/// One document read from the input, or why it could not be.
+type Item = Result<(gw::Document, u64), (String, String)>;
+
+#[derive(serde::Deserialize)]
+struct Line {
+    id: String,
+    text: String,
+    #[serde(default)]
+    metadata: HashMap<String, serde_json::Value>,
+}
+
+/// Metadata values other than strings are kept as their JSON text.
+fn metadata(m: HashMap<String, serde_json::Value>) -> HashMap<String, String> {
+    m.into_iter().map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))).collect()
+}
+
+fn jsonl_items(reader: impl BufRead, source: String) -> impl Iterator<Item = Item> {
+    reader.split(b'\n').enumerate().filter_map(move |(i, line)| {
+        let name = format!("{source}:{}", i + 1);
+        let bytes = match line {
+            Ok(b) => b,
+            Err(e) => return Some(Err((name, format!("read error: {e}")))),
+        };
+        let size = bytes.len() as u64 + 1;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        Some(match serde_json::from_slice::<Line>(&bytes) {
+            Ok(l) => Ok((gw::Document { id: l.id, text: l.text, metadata: metadata(l.metadata) }, size)),
+            Err(e) => Err((name, format!("not a JSON object with string `id` and `text`: {e}"))),
+        })
+    })
+}
+
+fn file_item(path: &Path) -> Item {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| (name.clone(), format!("cannot read: {e}")))?;
+    if bytes.iter().take(8192).any(|b| *b == 0) {
+        return Err((name, "binary file (holds NUL bytes); not remembered".into()));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| (name.clone(), format!("not UTF-8 text: {e}")))?;
+    let size = text.len() as u64;
+    let metadata = HashMap::from([("source".to_string(), name.clone())]);
+    Ok((gw::Document { id: name.replace('#', "_"), text, metadata }, size))
+}
+
+fn walk(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if !meta.is_dir() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(path)
+        .with_context(|| format!("{}: cannot list", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    entries.sort();
+    for e in entries {
+        walk(&e, out)?;
+    }
+    Ok(())
+}
+
+/// The documents of all inputs, lazily, and their total size in bytes when known.
+fn items(args: &RememberArgs) -> anyhow::Result<(Box<dyn Iterator<Item = Item>>, Option<u64>)> {
+    let mut files = Vec::new();
+    let mut stdin = false;
+    for input in &args.inputs {
+        if input.as_os_str() == "-" {
+            stdin = true;
+        } else {
+            walk(input, &mut files)?;
+        }
+    }
+    if stdin && !args.jsonl && args.id.is_none() {
+        anyhow::bail!("standard input is one document: give it an --id (or --jsonl for one document a line)");
+    }
+    let total = (!stdin).then(|| files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum());
+    let mut iter: Box<dyn Iterator<Item = Item>> = Box::new(std::iter::empty());
+    for f in files {
+        let is_jsonl = f.extension().is_some_and(|e| e == "jsonl");
+        let next: Box<dyn Iterator<Item = Item>> = if is_jsonl {
+            match std::fs::File::open(&f) {
+                Ok(file) => Box::new(jsonl_items(std::io::BufReader::new(file), f.display().to_string())),
+                Err(e) => Box::new(std::iter::once(Err((f.display().to_string(), format!("cannot open: {e}"))))),
+            }
+        } else {
+            Box::new(std::iter::once_with(move || file_item(&f)))
+        };
+        iter = Box::new(iter.chain(next));
+    }
+    if stdin {
+        let next: Box<dyn Iterator<Item = Item>> = if args.jsonl {
+            Box::new(jsonl_items(std::io::BufReader::new(std::io::stdin()), "stdin".into()))
+        } else {
+            let id = args.id.clone().unwrap_or_default();
+            Box::new(std::iter::once_with(move || {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text).map_err(|e| ("stdin".to_string(), format!("not UTF-8 text: {e}")))?;
+                let size = text.len() as u64;
+                Ok((gw::Document { id, text, metadata: HashMap::new() }, size))
+            }))
+        };
+        iter = Box::new(iter.chain(next));
+    }
+    Ok((iter, total))
+}
+
+/// A progress bar on standard error (hidden when it is not a terminal).
+pub fn progress(total: Option<u64>, unit: &str) -> indicatif::ProgressBar {
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let template = if unit == "bytes" {
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta}) {msg}"
+    } else {
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, ETA {eta}) {msg}"
+    };
+    bar.set_style(indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    bar
+}
+
+pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
+    let extra = args
+        .meta
+        .iter()
+        .map(|m| m.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).with_context(|| format!("--meta `{m}`: expected KEY=VALUE")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (items, total) = items(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let gateway = client.connect().await?;
+        let bar = progress(total, "bytes");
+        let (mut stored, mut chunks, mut failed) = (0u64, 0u64, Vec::<(String, String)>::new());
+        let mut batches = Vec::new();
+        let mut current: Vec<(gw::Document, u64)> = Vec::new();
+        for item in items {
+            match item {
+                Ok((mut doc, size)) => {
+                    doc.metadata.extend(extra.iter().cloned());
+                    current.push((doc, size));
+                    if current.len() >= args.batch.max(1) {
+                        batches.push(std::mem::take(&mut current));
+                    }
+                }
+                Err(bad) => failed.push(bad),
+            }
+        }
+        if !current.is_empty() {
+            batches.push(current);
+        }
+        let calls = batches.into_iter().map(|batch| {
+            let mut gateway = gateway.clone();
+            let size: u64 = batch.iter().map(|(_, s)| s).sum();
+            let ids: Vec<String> = batch.iter().map(|(d, _)| d.id.clone()).collect();
+            let req = gw::RememberRequest { namespace: args.namespace.clone(), documents: batch.into_iter().map(|(d, _)| d).collect(), warm: args.warm };
+            async move { (gateway.remember(req).await, ids, size) }
+        });
+        let mut calls = futures::stream::iter(calls).buffer_unordered(args.concurrency.max(1));
+        while let Some((outcome, ids, size)) = calls.next().await {
+            bar.inc(size);
+            match outcome {
+                Ok(resp) => {
+                    for r in resp.into_inner().results {
+                        if r.status == gw::DocumentStatus::Stored as i32 {
+                            stored += 1;
+                            chunks += u64::from(r.chunks);
+                        } else {
+                            failed.push((r.document_id, r.error));
+                        }
+                    }
+                }
+                // A call refused whole (bad namespace, auth, size): every document of it failed.
+                Err(status) => failed.extend(ids.into_iter().map(|id| (id, describe(&status)))),
+            }
+        }
+        bar.finish_and_clear();
+        for (name, why) in &failed {
+            eprintln!("not remembered: {name}: {why}");
+        }
+        println!("remembered {stored} documents ({chunks} chunks) in namespace `{}`; {} failed", args.namespace, failed.len());
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{} documents were not remembered", failed.len())
+        }
+    })
+}
