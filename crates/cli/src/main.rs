@@ -21,7 +21,7 @@ mod squad;
 #[command(name = "memgpt", version, about = "MemGPT cluster command")]
 struct Cli {
     /// Log filter (tracing env-filter syntax).
-    #[arg(long, env = "MEMGPT_LOG", default_value = "warn", global = true)]
+    #[arg(long, env = "MEMGPT_LOG", default_value = "warn,qdrant_edge=error", global = true)]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -80,7 +80,7 @@ enum Command {
         #[command(subcommand)]
         merge: Option<BatchCommand>,
         #[command(flatten)]
-        client: Option<client::ClientArgs>,
+        client: client::ClientArgs,
         #[command(flatten)]
         args: Option<batch::BatchArgs>,
     },
@@ -153,7 +153,7 @@ fn main() -> anyhow::Result<()> {
         Command::Chat { client, args } => commands::chat(client, args),
         Command::Info { client, json } => commands::info(client, json),
         Command::Batch { merge: Some(BatchCommand::Merge(args)), .. } => batch::output::merge(args),
-        Command::Batch { merge: None, client: Some(client), args: Some(args) } => batch::batch(client, args),
+        Command::Batch { merge: None, client, args: Some(args) } => batch::batch(client, args),
         Command::Batch { .. } => anyhow::bail!("memgpt batch needs --input and --output (or the `merge` subcommand)"),
         Command::Eval { what: EvalCommand::Qa(args) } => eval_qa::qa(args),
         Command::Eval { what: EvalCommand::Retrieval(args) } => eval::retrieval(args),

@@ -150,6 +150,18 @@ fn items(args: &RememberArgs) -> anyhow::Result<(Box<dyn Iterator<Item = Item>>,
     Ok((iter, total))
 }
 
+/// The gateway's rules for a document, checked before sending so that one bad document does
+/// not fail the others of its batch.
+fn check(doc: &gw::Document) -> Result<(), String> {
+    if doc.id.is_empty() || doc.id.len() > 200 || doc.id.chars().any(|c| c.is_control() || c == '#') {
+        return Err("the id must be 1 to 200 bytes without control characters or `#`".into());
+    }
+    if doc.text.trim().is_empty() {
+        return Err("the text is empty".into());
+    }
+    Ok(())
+}
+
 /// A progress bar on standard error (hidden when it is not a terminal).
 pub fn progress(total: Option<u64>, unit: &str) -> indicatif::ProgressBar {
     let bar = match total {
@@ -181,6 +193,9 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
         let mut current: Vec<(gw::Document, u64)> = Vec::new();
         for item in items {
             match item {
+                Ok((doc, _)) if check(&doc).is_err() => {
+                    failed.push((doc.id.clone(), check(&doc).unwrap_err()));
+                }
                 Ok((mut doc, size)) => {
                     doc.metadata.extend(extra.iter().cloned());
                     current.push((doc, size));

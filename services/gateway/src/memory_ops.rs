@@ -42,8 +42,8 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
     }
     let mut seen = HashMap::new();
     for (i, d) in req.documents.iter().enumerate() {
-        if d.id.is_empty() || d.id.len() > MAX_DOC_ID_BYTES || d.id.chars().any(char::is_control) {
-            return Err(GatewayError::invalid(format!("documents[{i}].id"), format!("must be 1 to {MAX_DOC_ID_BYTES} bytes without control characters")));
+        if d.id.is_empty() || d.id.len() > MAX_DOC_ID_BYTES || d.id.chars().any(|c| c.is_control() || c == '#') {
+            return Err(GatewayError::invalid(format!("documents[{i}].id"), format!("must be 1 to {MAX_DOC_ID_BYTES} bytes without control characters or `#`")));
         }
         if let Some(j) = seen.insert(d.id.as_str(), i) {
             return Err(GatewayError::invalid(format!("documents[{i}].id"), format!("`{}` is also documents[{j}]", d.id)));

@@ -1,0 +1,9 @@
+//! Tests of the `memgpt` command, run as a process: one test binary (each links the whole
+//! tree) with a module per area.
+
+mod batch;
+mod common;
+mod eval_gateway;
+mod eval_qa;
+mod eval_scifact;
+mod serve;
