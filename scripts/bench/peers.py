@@ -5,6 +5,7 @@ Each prints one JSON line like the Rust side.
     peers.py llamacpp --streams 1 --new-tokens 64 --threads 2
     peers.py llamacpp-batched --streams 16 --new-tokens 64 --threads 2
     peers.py transformers --new-tokens 32 --threads 2
+    peers.py batch-qa --paragraphs p.jsonl --questions q.jsonl --output a.jsonl --top-k 4 --new-tokens 32
 """
 
 import argparse
@@ -175,6 +176,53 @@ def transformers_generate(args):
                       "threads": torch.get_num_threads()}))
 
 
+# The gateway's question-answering system prompt (services/gateway/src/ask.rs).
+QA_SYSTEM = ("Answer the user's question using the numbered passages below. "
+             "Answer briefly, in one sentence.")
+
+
+def batch_qa(args):
+    """A plain Python pipeline doing the batch job: sentence-transformers encodes, qdrant-client's
+    local mode stores and searches, transformers' generate answers, one question at a time."""
+    import torch
+    from qdrant_client import QdrantClient, models
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    encoder = SentenceTransformer(os.path.join(MODELS, "all-MiniLM-L6-v2"), device="cpu")
+    tok = AutoTokenizer.from_pretrained(MODELS, gguf_file=GGUF)
+    model = AutoModelForCausalLM.from_pretrained(MODELS, gguf_file=GGUF, dtype=torch.float32).eval()
+    paragraphs = [json.loads(l) for l in open(args.paragraphs)]
+    questions = [json.loads(l) for l in open(args.questions)]
+    db = QdrantClient(":memory:")
+    db.create_collection("memories", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    vectors = encoder.encode([p["text"] for p in paragraphs], batch_size=32, normalize_embeddings=True)
+    db.upsert("memories", points=[models.PointStruct(id=i, vector=v.tolist(), payload={"id": p["id"], "text": p["text"]})
+                                  for i, (p, v) in enumerate(zip(paragraphs, vectors))])
+    start = time.perf_counter()
+    latencies = []
+    with open(args.output, "w") as out, torch.no_grad():
+        for q in questions:
+            t0 = time.perf_counter()
+            qv = encoder.encode([q["question"]], normalize_embeddings=True)[0]
+            hits = db.query_points("memories", query=qv.tolist(), limit=args.top_k).points
+            block = "".join(f"\n\n[{i + 1}] {h.payload['text']}" for i, h in enumerate(hits))
+            messages = [{"role": "system", "content": QA_SYSTEM + block}, {"role": "user", "content": q["question"]}]
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
+            gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.new_tokens,
+                                 do_sample=False, pad_token_id=tok.eos_token_id)
+            answer = tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+            latencies.append(time.perf_counter() - t0)
+            out.write(json.dumps({"id": q["id"], "answer": answer, "citations": [h.payload["id"] for h in hits]}) + "\n")
+    secs = time.perf_counter() - start
+    latencies.sort()
+    print(json.dumps({"system": "python-pipeline", "questions": len(questions), "seconds": secs,
+                      "questions_per_s": len(questions) / secs,
+                      "p50_ms": latencies[len(latencies) // 2] * 1e3, "threads": torch.get_num_threads()}))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -188,9 +236,16 @@ def main():
         d.add_argument("--streams", type=int, default=1)
         d.add_argument("--new-tokens", type=int, default=64)
         d.add_argument("--threads", type=int, default=2)
+    b = sub.add_parser("batch-qa")
+    b.add_argument("--paragraphs", required=True)
+    b.add_argument("--questions", required=True)
+    b.add_argument("--output", required=True)
+    b.add_argument("--top-k", type=int, default=4)
+    b.add_argument("--new-tokens", type=int, default=32)
+    b.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     {"encoder": encoder, "llamacpp": llamacpp, "llamacpp-batched": llamacpp_batched,
-     "transformers": transformers_generate}[args.cmd](args)
+     "transformers": transformers_generate, "batch-qa": batch_qa}[args.cmd](args)
 
 
 if __name__ == "__main__":
