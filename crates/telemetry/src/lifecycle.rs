@@ -21,3 +21,8 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+/// The health-service name that stays SERVING while the process runs, whatever its
+/// dependencies: what a liveness probe asks (the overall "" status follows dependencies, so
+/// a liveness probe on it would restart a healthy process whose backend is down).
+pub const LIVENESS_SERVICE: &str = "liveness";

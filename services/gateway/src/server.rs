@@ -91,6 +91,7 @@ pub async fn serve_with(
     let tokenizer = TextTokenizer::from_file(&config.encoder_dir().join("tokenizer.json"))?.without_truncation()?;
 
     let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_service_status(memgpt_telemetry::lifecycle::LIVENESS_SERVICE, ServingStatus::Serving).await;
     set_health(&reporter, ServingStatus::NotServing).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(memgpt_proto::FILE_DESCRIPTOR_SET)

@@ -55,6 +55,7 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 pub async fn serve(config: GeneratorConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let engine_config = engine_config(&config)?;
     let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_service_status(memgpt_telemetry::lifecycle::LIVENESS_SERVICE, ServingStatus::Serving).await;
     set_health(&reporter, ServingStatus::NotServing).await;
     let reflection = |v1: bool| {
         let builder = tonic_reflection::server::Builder::configure()
