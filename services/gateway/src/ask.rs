@@ -61,10 +61,24 @@ pub fn check_retrieval(
     Ok(top_k)
 }
 
+/// A generator stream cut by a transport failure (the generator died or the connection
+/// dropped) reaches here as UNKNOWN; it is UNAVAILABLE to the client: nothing was returned and
+/// the request may be retried (another generator takes it).
+fn broken_stream(status: tonic::Status) -> tonic::Status {
+    if status.code() == tonic::Code::Unknown {
+        tonic::Status::unavailable(format!("the generator's stream broke mid-answer: {}", status.message()))
+    } else {
+        status
+    }
+}
+
 /// Checks a question-like text field.
 pub fn check_text(gw: &Gateway, field: &str, text: &str) -> Result<()> {
     if text.trim().is_empty() {
         return Err(GatewayError::invalid(field, "is empty"));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(GatewayError::invalid(field, format!("holds the control character {c:?}")));
     }
     if text.len() > gw.config.max_question_bytes {
         return Err(GatewayError::invalid(field, format!("{} bytes exceed the limit of {}", text.len(), gw.config.max_question_bytes)));
@@ -128,7 +142,7 @@ pub async fn ask(
         let mut last = None;
         loop {
             let msg = tokio::select! {
-                msg = stream.message() => msg.map_err(|status| GatewayError::Backend { backend: "generator", status })?,
+                msg = stream.message() => msg.map_err(|status| GatewayError::Backend { backend: "generator", status: broken_stream(status) })?,
                 // The client went away: dropping the stream cancels the generator request.
                 () = tx.closed() => return Err(GatewayError::Internal("the client cancelled".into())),
             };

@@ -15,6 +15,14 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::error::{GatewayError, Result};
 
+/// Whether a call failed because the endpoint could not be reached (UNAVAILABLE, or a
+/// transport error that tonic reports as UNKNOWN: connection refused or reset).
+fn unreachable(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        || (status.code() == tonic::Code::Unknown
+            && std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>()))
+}
+
 /// One address of a backend.
 pub struct Backend {
     /// The address.
@@ -140,7 +148,8 @@ impl Pool {
             let guard = InFlight(Arc::clone(&backend));
             match f(backend.channel.clone()).await {
                 Ok(v) => return Ok((v, guard)),
-                Err(status) if status.code() == tonic::Code::Unavailable => {
+                Err(status) if unreachable(&status) => {
+                    let status = tonic::Status::unavailable(status.message().to_string());
                     backend.healthy.store(false, Ordering::Relaxed);
                     tracing::warn!(backend = self.name, addr = %backend.addr, error = %status.message(), "endpoint unavailable; taken out until healthy");
                     if idempotent && tried.is_none() && self.backends.len() > 1 {

@@ -51,8 +51,14 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
         if d.text.trim().is_empty() {
             return Err(GatewayError::invalid(format!("documents[{i}].text"), "is empty"));
         }
+        if let Some(c) = d.text.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            return Err(GatewayError::invalid(format!("documents[{i}].text"), format!("holds the control character {c:?}")));
+        }
         if d.text.len() > c.max_document_bytes {
             return Err(GatewayError::invalid(format!("documents[{i}].text"), format!("{} bytes exceed the limit of {}", d.text.len(), c.max_document_bytes)));
+        }
+        if let Some(key) = d.metadata.keys().find(|k| k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_control() || c == '"' || c == '\\')) {
+            return Err(GatewayError::invalid(format!("documents[{i}].metadata"), format!("key {key:?} must be 1 to 256 bytes without control characters, `\"` or `\\`")));
         }
         for key in ["document_id", "chunk"] {
             if d.metadata.contains_key(key) {

@@ -1,21 +1,8 @@
-//! `memgpt-generator`: parses the configuration and runs [`memgpt_generator::serve`].
+//! `memgpt-generator`: parses the configuration and runs [`memgpt_generator::run`].
 
-use anyhow::Context;
 use clap::Parser;
-use memgpt_generator::GeneratorConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = GeneratorConfig::parse();
-    let _telemetry = memgpt_telemetry::init(&memgpt_telemetry::TelemetryConfig {
-        service_name: "memgpt-generator".into(),
-        filter: config.log.clone(),
-        format: config.log_format,
-    })?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "memgpt-generator listening");
-    memgpt_generator::serve(config, listener, memgpt_telemetry::shutdown_signal()).await?;
-    Ok(())
+    memgpt_generator::run(memgpt_generator::GeneratorConfig::parse()).await
 }

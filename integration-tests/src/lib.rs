@@ -1,0 +1,260 @@
+//! A cluster harness for the integration tests: the real service binaries (memory, generators,
+//! gateway) as processes on 127.0.0.1 with free ports, each capped to a thread or two so
+//! several fit on 2 cores, waited on through their health, and always torn down (killed on
+//! drop).
+
+pub mod load;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use memgpt_proto::gateway::v1::gateway_client::GatewayClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// The folder of this build's binaries (next to the running test executable's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().expect("deps/");
+    if dir.ends_with("deps") { dir.parent().expect("profile folder").to_path_buf() } else { dir.to_path_buf() }
+}
+
+/// A service process. Its stderr (JSON logs) is kept for failure messages.
+pub struct Proc {
+    /// Which binary.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    args: Vec<String>,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts `binary` with `args` (plus `--listen`, JSON logs and thread caps) and returns once
+    /// it logged its address.
+    pub fn spawn(binary: &str, listen: &str, args: &[String]) -> anyhow::Result<Self> {
+        let path = bin_dir().join(binary);
+        let mut child = Command::new(&path)
+            .args(["--listen", listen, "--log-format", "json", "--log", "info,qdrant_edge=error"])
+            .args(args)
+            .env("TOKIO_WORKER_THREADS", "2")
+            .env("OMP_NUM_THREADS", "1")
+            .env("RAYON_NUM_THREADS", "1")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", path.display()))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = tx.as_ref().and_then(|_| listen_addr(&line)) {
+                        let _ = tx.take().expect("checked").send(addr);
+                    }
+                    log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                bail!("{binary} did not report its address (exit {status:?}):\n{}", log.lock().unwrap().join("\n"))
+            }
+        };
+        Ok(Self { name: binary.to_string(), addr, args: args.to_vec(), child, log })
+    }
+
+    /// SIGKILL, and wait.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM (the graceful path), and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().expect("wait")
+    }
+
+    /// Starts the same binary again on the same address with the same arguments.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let fresh = Self::spawn(&self.name, &self.addr.to_string(), &self.args)?;
+        *self = fresh;
+        Ok(())
+    }
+
+    /// Resident memory in KiB (from /proc).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn listen_addr(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v.get("fields")?.get("addr")?.as_str()?.parse().ok()
+}
+
+/// Waits until `addr` reports `service` SERVING.
+pub async fn wait_serving(addr: SocketAddr, service: &str, within: Duration) -> anyhow::Result<()> {
+    let work = async {
+        loop {
+            if let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await {
+                let mut health = HealthClient::new(channel);
+                if let Ok(stream) = health.watch(HealthCheckRequest { service: service.into() }).await {
+                    let mut stream = stream.into_inner();
+                    while let Ok(Some(msg)) = stream.message().await {
+                        if msg.status == ServingStatus::Serving as i32 {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(within, work).await.with_context(|| format!("{addr} did not report {service} SERVING within {within:?}"))?
+}
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Generator processes.
+    pub generators: usize,
+    /// API keys JSON (auth off when none).
+    pub api_keys: Option<String>,
+    /// Extra gateway arguments.
+    pub gateway_args: Vec<String>,
+    /// Extra generator arguments.
+    pub generator_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { generators: 2, api_keys: None, gateway_args: Vec::new(), generator_args: Vec::new() }
+    }
+}
+
+/// Memory, generators and gateway.
+pub struct Cluster {
+    /// The memory service.
+    pub memory: Proc,
+    /// The generators.
+    pub generators: Vec<Proc>,
+    /// The gateway.
+    pub gateway: Proc,
+    /// Data folder (memory store, keys file).
+    pub dir: tempfile::TempDir,
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+impl Cluster {
+    /// Starts everything and waits until the gateway is SERVING.
+    pub async fn start(options: Options) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("memory");
+        let memory = Proc::spawn("it-memory", "127.0.0.1:0", &strings(&["--data-dir", data.to_str().context("path")?]))?;
+        let mut generators = Vec::new();
+        for _ in 0..options.generators {
+            let mut args = strings(&["--threads", "1", "--device", "cpu"]);
+            args.extend(options.generator_args.iter().cloned());
+            generators.push(Proc::spawn("it-generator", "127.0.0.1:0", &args)?);
+        }
+        let gens: Vec<String> = generators.iter().map(|g| format!("http://{}", g.addr)).collect();
+        let mut args = strings(&["--memory", &format!("http://{}", memory.addr), "--generator", &gens.join(",")]);
+        args.extend(strings(&["--encoder-threads", "1", "--device", "cpu", "--health-interval-ms", "200"]));
+        match &options.api_keys {
+            Some(keys) => {
+                let path = dir.path().join("keys.json");
+                std::fs::write(&path, keys)?;
+                args.extend(strings(&["--api-keys-file", path.to_str().context("path")?]));
+            }
+            None => args.push("--no-auth".into()),
+        }
+        args.extend(options.gateway_args.iter().cloned());
+        let gateway = Proc::spawn("it-gateway", "127.0.0.1:0", &args)?;
+        let cluster = Self { memory, generators, gateway, dir };
+        if let Err(e) = wait_serving(cluster.gateway.addr, "memgpt.gateway.v1.Gateway", Duration::from_secs(300)).await {
+            bail!("{e:#}\n--- gateway log:\n{}\n--- memory log:\n{}", cluster.gateway.log(), cluster.memory.log());
+        }
+        Ok(cluster)
+    }
+
+    /// A gateway client sending `key` (none: no authorization header).
+    pub async fn client(&self, key: Option<&str>) -> anyhow::Result<Client> {
+        client(self.gateway.addr, key).await
+    }
+
+    /// Resident memory of every process, in MiB, by name.
+    pub fn rss_mib(&self) -> Vec<(String, f64)> {
+        let mut all = vec![(&self.memory, "memory".to_string()), (&self.gateway, "gateway".to_string())];
+        all.extend(self.generators.iter().enumerate().map(|(i, g)| (g, format!("generator-{i}"))));
+        all.into_iter().map(|(p, n)| (n, p.rss_kib().unwrap_or(0) as f64 / 1024.0)).collect()
+    }
+}
+
+/// Adds `authorization: Bearer <key>`.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A gateway client.
+pub type Client = GatewayClient<InterceptedService<Channel, Bearer>>;
+
+/// Connects to a gateway at `addr` with `key`.
+pub async fn client(addr: SocketAddr, key: Option<&str>) -> anyhow::Result<Client> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let bearer = Bearer(key.map(|k| format!("Bearer {k}").parse()).transpose()?);
+    Ok(GatewayClient::with_interceptor(channel, bearer).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
+}
+
+/// The shared evaluation data folder.
+pub fn data(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name);
+    assert!(p.exists(), "evaluation data not found at {}", p.display());
+    p
+}

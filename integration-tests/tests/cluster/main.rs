@@ -1,0 +1,26 @@
+//! Cluster tests: the real service binaries as processes (a memory service, two generators, a
+//! gateway) on loopback. Run one at a time (`--test-threads=1`, as scripts/test does); the
+//! long fault and load runs have CI-sized defaults and a full size with `MEMGPT_IT_FULL=1`.
+
+mod bad_input;
+mod e2e;
+mod faults;
+mod fuzz;
+mod isolation;
+mod load;
+
+/// Full-size runs (`MEMGPT_IT_FULL=1`) or CI-sized ones.
+pub fn full() -> bool {
+    std::env::var_os("MEMGPT_IT_FULL").is_some_and(|v| v == "1")
+}
+
+/// Documents `prefix-0..n`, one short sentence each (one chunk each).
+pub fn docs(prefix: &str, n: usize) -> Vec<memgpt_proto::gateway::v1::Document> {
+    (0..n)
+        .map(|i| memgpt_proto::gateway::v1::Document {
+            id: format!("{prefix}-{i}"),
+            text: format!("Record {i} of {prefix}: the value is {}.", i * 37 % 1000),
+            metadata: Default::default(),
+        })
+        .collect()
+}
