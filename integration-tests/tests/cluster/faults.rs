@@ -69,6 +69,7 @@ async fn memory_killed_during_remember_keeps_every_acknowledged_chunk() {
     assert!(killed && !acked.is_empty());
     assert_eq!(acked.len() + failed.len(), total, "every document has an outcome");
     assert!(!failed.is_empty(), "the kill came too late to interrupt anything");
+    eprintln!("{total} documents: {} acknowledged, {} refused with a retryable status", acked.len(), failed.len());
 
     // Restart on the same address; the gateway (not restarted) turns healthy again.
     cluster.memory.restart().unwrap();
