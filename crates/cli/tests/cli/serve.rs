@@ -109,6 +109,20 @@ fn with_keys_tenants_are_checked_and_backend_apis_need_an_operator_key() {
     });
     assert!(out.contains("no results"), "{out}");
 
+    // A batch line naming a namespace the key may not read becomes an error record.
+    let lines = dir.path().join("q.jsonl");
+    std::fs::write(&lines, "{\"id\": \"forbidden\", \"question\": \"q\", \"namespace\": \"team-b\"}\n{\"id\": \"fine\", \"question\": \"q\", \"namespace\": \"team-a\", \"options\": {\"max_new_tokens\": 4}}\n").unwrap();
+    let answers = dir.path().join("a.jsonl");
+    ok({
+        let mut c = memgpt(addr, &["batch", "--input", lines.to_str().unwrap(), "--output", answers.to_str().unwrap()]);
+        c.env("MEMGPT_API_KEY", "team-a-key-0123456789");
+        c
+    });
+    let records = crate::common::records(&answers);
+    let forbidden = records.iter().find(|r| r["id"] == "forbidden").unwrap();
+    assert_eq!(forbidden["error"]["code"], "PERMISSION_DENIED", "{forbidden}");
+    assert_eq!(records.iter().find(|r| r["id"] == "fine").unwrap()["status"], "ok");
+
     // The memory API on the same port: refused to a tenant key, served to the operator key.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
