@@ -35,6 +35,14 @@ impl KvCache {
     /// Copies keys and values (`[B, H, T, D]`) of every layer into positions `start..start+T`
     /// and marks the cache filled up to there (a shared prefix, or cached memory states).
     pub fn write(&mut self, start: i64, keys: &[Tensor], values: &[Tensor]) {
+        let end = self.put(start, keys, values);
+        self.len = self.len.max(end);
+    }
+
+    /// Copies keys and values (`[B, H, T, D]`) of every layer into positions `start..start+T`
+    /// without changing the filled length (states laid out ahead of the computation that
+    /// reaches them); returns `start + T`.
+    pub fn put(&mut self, start: i64, keys: &[Tensor], values: &[Tensor]) -> i64 {
         let mut end = start;
         for (layer, (k, v)) in keys.iter().zip(values).enumerate() {
             let t = k.size()[2];
@@ -42,7 +50,13 @@ impl KvCache {
             self.values[layer].narrow(2, start, t).copy_(v);
             end = start + t;
         }
-        self.len = self.len.max(end);
+        end
+    }
+
+    /// Marks the first `len` positions filled (at most the capacity): positions written by
+    /// [`KvCache::put`] become visible to the next step, which then starts at `len`.
+    pub fn set_filled(&mut self, len: i64) {
+        self.len = len.clamp(0, self.capacity());
     }
 
     /// Copies of keys and values of every layer at positions `start..start+len`.

@@ -8,6 +8,7 @@ pub mod decoder;
 pub mod device;
 pub mod encoder;
 pub mod error;
+pub mod fused;
 pub mod gguf;
 pub mod kv;
 pub mod llama;

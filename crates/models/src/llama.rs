@@ -332,11 +332,24 @@ impl Llama {
 }
 
 fn rope_tables(c: &LlamaConfig, kind: Kind, device: Device) -> (Tensor, Tensor) {
-    // As transformers computes them, in f32: inv_freq = 1 / base^(2i/d), angle = pos * inv_freq.
-    let steps = Tensor::arange_start_step(0, c.head_dim, 2, (Kind::Float, Device::Cpu)) / c.head_dim as f64;
-    let inv_freq = Tensor::from(c.rope_base as f32).pow(&steps).reciprocal();
-    let positions = Tensor::arange(c.context_length, (Kind::Float, Device::Cpu)).unsqueeze(1);
+    // The frequencies as transformers computes them (f32); the angles pos * inv_freq and their
+    // cos and sin in f64, rounded once to the compute dtype: exact to the dtype's precision at
+    // every position, so a key rotated by an offset (memory-KV fusion) matches the key
+    // computed at the target position.
+    let inv_freq = Tensor::from_slice(&inv_freq(c));
+    let positions = Tensor::arange(c.context_length, (Kind::Double, Device::Cpu)).unsqueeze(1);
     let angles = positions * inv_freq.unsqueeze(0);
     let angles = Tensor::cat(&[&angles, &angles], -1);
     (angles.cos().to_kind(kind).to_device(device), angles.sin().to_kind(kind).to_device(device))
+}
+
+/// RoPE frequencies, `head_dim / 2` of them: 1 / base^(2i/d) computed in f32 as transformers
+/// does, widened to f64.
+pub(crate) fn inv_freq(c: &LlamaConfig) -> Vec<f64> {
+    (0..c.head_dim / 2)
+        .map(|i| {
+            let exponent = (2 * i) as f32 / c.head_dim as f32;
+            f64::from(1.0f32 / (c.rope_base as f32).powf(exponent))
+        })
+        .collect()
 }

@@ -1,0 +1,75 @@
+//! Memory-KV fusion exactness: a memory's keys computed alone from position 0 and rotated by
+//! an offset equal the keys computed directly at the shifted positions; values do not move;
+//! and the fused plan covers exactly what must be computed.
+
+use std::path::PathBuf;
+
+use memgpt_models::decoder::Decoder;
+use memgpt_models::fused::fused_plan;
+use tch::{Device, Kind, Tensor};
+
+fn decoder() -> Decoder {
+    let dir = memgpt_models::models_dir(std::env::var_os("MEMGPT_MODELS_DIR").map(PathBuf::from));
+    Decoder::load(&dir.join(memgpt_models::DEFAULT_DECODER), Device::Cpu, Kind::Float).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn rotated_keys_equal_keys_computed_at_the_target_position() {
+    let _guard = tch::no_grad_guard();
+    let d = decoder();
+    let tokens = d.tokenizer.encode("\n\nThe Harbour Point lighthouse was electrified in 1931; its last keeper left in 1989.").unwrap();
+    let memory = d.model.memory_kv(&[&tokens]).unwrap().remove(0);
+    assert_eq!(memory.len(), tokens.len() as i64);
+    let ids = Tensor::from_slice(&tokens.iter().map(|&t| t as i64).collect::<Vec<_>>()).view([1, -1]);
+    for offset in [1i64, 37, 500, 3000] {
+        let mut direct = d.model.new_cache(1, tokens.len() as i64);
+        let pos = Tensor::arange_start(offset, offset + tokens.len() as i64, (Kind::Int64, Device::Cpu)).view([1, -1]);
+        d.model.forward(&ids, &pos, &mut direct, None).unwrap();
+        // Layer 0: the keys are the rotation alone, so they must agree to f32 precision.
+        let rotated = d.model.rotate_keys(&memory.keys[0], offset);
+        let err = max_diff(&rotated, &direct.keys(0));
+        let scale = direct.keys(0).abs().max().double_value(&[]);
+        println!("offset {offset}: layer 0 max |rotated - direct| = {err:.3e} (max |key| {scale:.2})");
+        assert!(err <= 1e-5, "offset {offset}: layer 0 keys differ by {err:e}");
+        // Every layer: the same up to the float noise of the attention above (relative
+        // positions are unchanged, so the hidden states are the same function).
+        for layer in 0..direct.layers() {
+            let rotated = d.model.rotate_keys(&memory.keys[layer], offset);
+            let err = max_diff(&rotated, &direct.keys(layer));
+            assert!(err <= 1e-3, "offset {offset}: layer {layer} keys differ by {err:e}");
+            let err = max_diff(&memory.values[layer], &direct.values(layer));
+            assert!(err <= 1e-3, "offset {offset}: layer {layer} values differ by {err:e}");
+        }
+    }
+}
+
+#[test]
+fn placing_a_memory_writes_rotated_keys_without_marking_them_filled() {
+    let _guard = tch::no_grad_guard();
+    let d = decoder();
+    let tokens = d.tokenizer.encode("\n\nA short memory.").unwrap();
+    let memory = d.model.memory_kv(&[&tokens]).unwrap().remove(0);
+    let mut cache = d.model.new_cache(1, 64);
+    d.model.place_memory(&mut cache, 10, &memory).unwrap();
+    assert_eq!(cache.len(), 0, "placing does not fill");
+    cache.set_filled(10 + memory.len());
+    let placed = cache.keys(0).narrow(2, 10, memory.len());
+    assert!(max_diff(&placed, &d.model.rotate_keys(&memory.keys[0], 10)) < 1e-7);
+    let err = d.model.place_memory(&mut cache, 60, &memory).unwrap_err().to_string();
+    assert!(err.contains("capacity"), "{err}");
+}
+
+#[test]
+fn fused_plan_computes_the_prefix_gap_each_memory_head_and_the_tail() {
+    let spans = [(10, 30), (30, 60), (60, 65)];
+    assert_eq!(fused_plan(0, &spans, 0, 65, 80), vec![(0, 10), (65, 80)]);
+    assert_eq!(fused_plan(8, &spans, 0, 65, 80), vec![(8, 10), (65, 80)]);
+    assert_eq!(fused_plan(10, &spans, 4, 65, 80), vec![(10, 14), (30, 34), (60, 64), (65, 80)]);
+    // Recomputing every memory token is plain prefill.
+    assert_eq!(fused_plan(0, &spans, 1000, 65, 80), vec![(0, 80)]);
+    assert_eq!(fused_plan(0, &[], 4, 10, 12), vec![(0, 12)]);
+}
