@@ -18,10 +18,10 @@ const SNIPPET_CHARS: usize = 240;
 /// The system prompt of each task.
 fn system_prompt(task: Task, language: &str) -> String {
     match task {
-        Task::Summarize => "Summarise what the numbered passages below say about the user's request, in a few sentences.".into(),
+        Task::Summarize => "Summarise what the passages below say about the user's request, in a few sentences.".into(),
         Task::Translate => format!("Translate the user's message into {language}. Reply with the translation only."),
         Task::Qa | Task::Unspecified => {
-            "Answer the user's question using the numbered passages below. Answer briefly, in one sentence.".into()
+            "Answer the user's question using the passages below. Answer briefly, in one sentence.".into()
         }
     }
 }

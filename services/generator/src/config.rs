@@ -80,8 +80,22 @@ pub struct GeneratorConfig {
     /// Tokens per prefix-cache block.
     #[arg(long, env = "MEMGPT_GENERATOR_PREFIX_BLOCK_TOKENS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub prefix_block_tokens: u32,
+    /// Attend mode of requests that leave it unset: concat (memories prefilled with the
+    /// question) or fused (memories' cached key/value states laid in).
+    #[arg(long, env = "MEMGPT_GENERATOR_DEFAULT_ATTEND_MODE", default_value = "concat", value_parser = ["concat", "fused"])]
+    pub default_attend_mode: String,
+    /// Bytes of memory key/value states kept for the fused mode (on the model's device).
+    #[arg(long, env = "MEMGPT_GENERATOR_MEMORY_CACHE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub memory_cache_bytes: u64,
+    /// Leading tokens of each cached memory recomputed in place in fused mode, attending to
+    /// everything before them (repairs the attention sink each memory computed alone has).
+    #[arg(long, env = "MEMGPT_GENERATOR_RECOMPUTE_HEAD_TOKENS", default_value_t = 4)]
+    pub recompute_head_tokens: u32,
+    /// Most memories per WarmMemories call.
+    #[arg(long, env = "MEMGPT_GENERATOR_MAX_WARM_MEMORIES", default_value_t = 1024)]
+    pub max_warm_memories: usize,
     /// System instruction placed before the memories when the request has no system message.
-    #[arg(long, env = "MEMGPT_GENERATOR_MEMORY_INSTRUCTION", default_value = "Answer the question using the numbered passages below when they are relevant.")]
+    #[arg(long, env = "MEMGPT_GENERATOR_MEMORY_INSTRUCTION", default_value = "Answer the question using the passages below when they are relevant.")]
     pub memory_instruction: String,
     /// Largest gRPC message, in bytes, both ways.
     #[arg(long, env = "MEMGPT_GENERATOR_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]

@@ -1,23 +1,40 @@
-//! Prompt building for the `concat` attend mode: memories become numbered passages in a system
-//! message, rendered through the model's own chat template, and each memory's token span is
-//! found from the tokeniser's offsets (for attention attribution).
+//! Prompt building: memories become passages appended to the system message (the request's
+//! own, or a new one led by the configured instruction), rendered through the model's chat
+//! template. The prompt is tokenised in segments: the text before the passages, each
+//! passage (`"\n\n"` + its text, see [`memory_segment`]) on its own, and the text after them.
+//! Both attend modes use exactly these tokens, so a memory's tokens do not depend on its
+//! neighbours and its states can be computed alone and cached (`fused` mode), and each
+//! memory's token span is known exactly (attention attribution).
 
 use memgpt_models::chat::{ChatMessage, ChatTemplate};
 use memgpt_models::tokenizer::TextTokenizer;
 
-use crate::error::Result;
+use crate::error::{GeneratorError, Result};
+
+/// Where the passages go in the rendered template; the system message comes first, so its
+/// first occurrence is this one.
+const SLOT: &str = "\u{E000}memgpt-memories\u{E001}";
 
 /// A tokenised prompt with the token span `[start, end)` of each memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prompt {
     /// Token ids, BOS included when the model uses one.
     pub tokens: Vec<u32>,
-    /// Token span of each memory, in request order (empty when not found).
+    /// Token span of each memory's segment, in request order; contiguous, from
+    /// `memory_start` to `memory_end`.
     pub spans: Vec<(i64, i64)>,
+    /// First token of the first memory (the end of the prefix before the passages).
+    pub memory_start: usize,
+    /// First token after the last memory.
+    pub memory_end: usize,
 }
 
-/// Builds the prompt of `messages` with `memories` placed as passages in the system message
-/// (appended to the request's own system message, or in a new one led by `instruction`).
+/// The tokens a memory takes in a prompt: a blank line, then its text.
+pub fn memory_segment(tokenizer: &TextTokenizer, text: &str) -> Result<Vec<u32>> {
+    Ok(tokenizer.encode(&format!("\n\n{text}"))?)
+}
+
+/// Builds the prompt of `messages` with `memories` placed as passages in the system message.
 pub fn build(
     tokenizer: &TextTokenizer,
     template: &ChatTemplate,
@@ -25,50 +42,28 @@ pub fn build(
     memories: &[String],
     instruction: &str,
 ) -> Result<Prompt> {
+    let mut tokens: Vec<u32> = tokenizer.bos.into_iter().collect();
+    if memories.is_empty() {
+        tokens.extend(tokenizer.encode(&template.render(messages)?)?);
+        let end = tokens.len();
+        return Ok(Prompt { tokens, spans: Vec::new(), memory_start: end, memory_end: end });
+    }
     let mut messages = messages.to_vec();
-    let mut passages = Vec::with_capacity(memories.len());
-    if !memories.is_empty() {
-        let mut block = String::from("\n\n");
-        for (i, text) in memories.iter().enumerate() {
-            block.push_str(&format!("[{}] ", i + 1));
-            passages.push(block.len()..block.len() + text.len());
-            block.push_str(text);
-            block.push_str("\n\n");
-        }
-        let block = block.trim_end().to_string();
-        match messages.first_mut() {
-            Some(m) if m.role == "system" => {
-                let base = m.content.len();
-                passages.iter_mut().for_each(|r| *r = r.start + base..r.end + base);
-                m.content.push_str(&block);
-            }
-            _ => {
-                let base = instruction.len();
-                passages.iter_mut().for_each(|r| *r = r.start + base..r.end + base);
-                messages.insert(0, ChatMessage::new("system", &format!("{instruction}{block}")));
-            }
-        }
+    match messages.first_mut() {
+        Some(m) if m.role == "system" => m.content.push_str(SLOT),
+        _ => messages.insert(0, ChatMessage::new("system", &format!("{instruction}{SLOT}"))),
     }
     let text = template.render(&messages)?;
-    // Where the system content landed in the rendered text (templates only wrap it).
-    let content_at = messages.first().filter(|_| !memories.is_empty()).and_then(|m| text.find(m.content.as_str()));
-    let (ids, offsets) = tokenizer.encode_with_offsets(&text)?;
-    let shift = usize::from(tokenizer.bos.is_some());
-    let mut tokens: Vec<u32> = tokenizer.bos.into_iter().collect();
-    tokens.extend(ids);
-    let spans = passages
-        .iter()
-        .map(|range| match content_at {
-            Some(at) => {
-                let (a, b) = (at + range.start, at + range.end);
-                let inside: Vec<usize> = offsets.iter().enumerate().filter(|(_, &(s, e))| s < b && e > a).map(|(i, _)| i).collect();
-                match (inside.first(), inside.last()) {
-                    (Some(&first), Some(&last)) => ((first + shift) as i64, (last + 1 + shift) as i64),
-                    _ => (0, 0),
-                }
-            }
-            None => (0, 0),
-        })
-        .collect();
-    Ok(Prompt { tokens, spans })
+    let at = text.find(SLOT).ok_or_else(|| GeneratorError::Internal("the chat template dropped the system message".into()))?;
+    tokens.extend(tokenizer.encode(&text[..at])?);
+    let memory_start = tokens.len();
+    let mut spans = Vec::with_capacity(memories.len());
+    for memory in memories {
+        let start = tokens.len() as i64;
+        tokens.extend(memory_segment(tokenizer, memory)?);
+        spans.push((start, tokens.len() as i64));
+    }
+    let memory_end = tokens.len();
+    tokens.extend(tokenizer.encode(&text[at + SLOT.len()..])?);
+    Ok(Prompt { tokens, spans, memory_start, memory_end })
 }

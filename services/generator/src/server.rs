@@ -42,6 +42,8 @@ pub fn engine_config(config: &GeneratorConfig) -> Result<EngineConfig> {
         attribution_layers: config.attribution_layers as usize,
         prefix_cache_bytes: config.prefix_cache_bytes,
         prefix_block_tokens: config.prefix_block_tokens as usize,
+        memory_cache_bytes: config.memory_cache_bytes,
+        recompute_head_tokens: config.recompute_head_tokens as usize,
     })
 }
 

@@ -17,7 +17,8 @@ use tracing::Instrument;
 use crate::config::GeneratorConfig;
 use crate::error::{GeneratorError, Result};
 use crate::prompt;
-use crate::scheduler::{Engine, Job};
+use crate::scheduler::memcache::memory_key;
+use crate::scheduler::{Engine, Job, WarmJob};
 use crate::validate;
 
 /// Where the engine appears once loaded.
@@ -71,13 +72,19 @@ impl GeneratorService {
             "generate",
             prompt_tokens = built.tokens.len(),
             memories = checked.memory_ids.len(),
+            fused = checked.fused,
             max_new_tokens = checked.max_new,
             temperature = checked.sampling.temperature
         );
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let memory_keys = checked.memory_ids.iter().zip(&checked.memory_texts).map(|(id, text)| memory_key(id, text)).collect();
         engine.submit(Job {
             prompt: built.tokens,
             spans: built.spans,
+            memory_start: built.memory_start,
+            memory_end: built.memory_end,
+            fused: checked.fused,
+            memory_keys,
             memory_ids: checked.memory_ids,
             sampling: checked.sampling,
             stop: checked.stop,
@@ -88,6 +95,40 @@ impl GeneratorService {
             span,
         })?;
         Ok(UnboundedReceiverStream::new(rx))
+    }
+
+    async fn warm(&self, req: WarmMemoriesRequest) -> Result<WarmMemoriesResponse> {
+        if req.memories.is_empty() {
+            return Err(GeneratorError::invalid("memories", "the request has no memories"));
+        }
+        if req.memories.len() > self.config.max_warm_memories {
+            return Err(GeneratorError::invalid("memories", format!("{} memories exceed the limit of {}", req.memories.len(), self.config.max_warm_memories)));
+        }
+        validate::check_memories(&req.memories, &self.config)?;
+        let engine = self.engine()?;
+        let memories = {
+            let engine = Arc::clone(&engine);
+            tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<u32>)>> {
+                let context = engine.info.context_length;
+                let mut out = Vec::with_capacity(req.memories.len());
+                for (i, m) in req.memories.iter().enumerate() {
+                    let tokens = prompt::memory_segment(&engine.tokenizer, &m.text)?;
+                    if tokens.len() >= context {
+                        return Err(GeneratorError::invalid(format!("memories[{i}].text"), format!("{} tokens exceed the context length {context}", tokens.len())));
+                    }
+                    out.push((memory_key(&m.id, &m.text), tokens));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| GeneratorError::Internal(format!("tokenising memories: {e}")))??
+        };
+        let count = memories.len();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        engine.warm(WarmJob { memories, tx })?;
+        let (cached, bytes) = rx.await.map_err(|_| GeneratorError::Unavailable("the generator stopped while warming memories".into()))??;
+        tracing::info!(memories = count, cached, cache_bytes = bytes, "memories warmed");
+        Ok(WarmMemoriesResponse { cached, bytes })
     }
 }
 
@@ -106,8 +147,9 @@ impl Generator for GeneratorService {
         }
     }
 
-    async fn warm_memories(&self, _request: Request<WarmMemoriesRequest>) -> std::result::Result<Response<WarmMemoriesResponse>, Status> {
-        Err(GeneratorError::Unimplemented("WarmMemories needs the fused attend mode (memory-KV cache), which is not available in this version".into()).into())
+    async fn warm_memories(&self, request: Request<WarmMemoriesRequest>) -> std::result::Result<Response<WarmMemoriesResponse>, Status> {
+        let span = tracing::info_span!("warm_memories", memories = request.get_ref().memories.len());
+        Ok(Response::new(self.warm(request.into_inner()).instrument(span).await?))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> std::result::Result<Response<InfoResponse>, Status> {
@@ -121,13 +163,19 @@ impl Generator for GeneratorService {
             max_batch: self.config.max_batch,
             max_batch_prefill_tokens: self.config.max_batch_prefill_tokens,
             max_kv_tokens: self.config.max_kv_tokens,
-            default_attend_mode: AttendMode::Concat as i32,
+            default_attend_mode: if self.config.default_attend_mode == "fused" { AttendMode::Fused as i32 } else { AttendMode::Concat as i32 },
             active_sequences: s.active.load(Ordering::Relaxed) as u32,
             waiting_requests: s.waiting.load(Ordering::Relaxed) as u32,
             tokens_generated: s.tokens_generated.load(Ordering::Relaxed),
             kv_tokens_reserved: s.kv_tokens.load(Ordering::Relaxed),
             prefix_cache_hit_tokens: s.prefix_hit_tokens.load(Ordering::Relaxed),
             requests_cancelled: s.cancelled.load(Ordering::Relaxed),
+            memory_cache_bytes: s.memory_bytes.load(Ordering::Relaxed),
+            memory_cache_entries: s.memory_entries.load(Ordering::Relaxed),
+            memory_cache_hits: s.memory_hits.load(Ordering::Relaxed),
+            memory_cache_misses: s.memory_misses.load(Ordering::Relaxed),
+            memory_cache_evictions: s.memory_evictions.load(Ordering::Relaxed),
+            recompute_head_tokens: self.config.recompute_head_tokens,
         }))
     }
 }

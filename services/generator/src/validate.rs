@@ -2,7 +2,7 @@
 //! work is queued.
 
 use memgpt_models::chat::ChatMessage;
-use memgpt_proto::generator::v1::{AttendMode, GenerateRequest};
+use memgpt_proto::generator::v1::{AttendMode, GenerateRequest, Memory};
 
 use crate::config::GeneratorConfig;
 use crate::error::{GeneratorError, Result};
@@ -26,6 +26,8 @@ pub struct Checked {
     pub stop: Vec<String>,
     /// Most tokens to generate.
     pub max_new: usize,
+    /// The `fused` attend mode (after the server's default is applied).
+    pub fused: bool,
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> GeneratorError {
@@ -63,24 +65,13 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
     if req.memories.len() > config.max_memories {
         return Err(invalid("memories", format!("{} memories exceed the limit of {}", req.memories.len(), config.max_memories)));
     }
-    for (i, m) in req.memories.iter().enumerate() {
-        if m.id.is_empty() || m.id.len() > MAX_ID_BYTES {
-            return Err(invalid(format!("memories[{i}].id"), format!("must be 1 to {MAX_ID_BYTES} bytes")));
-        }
-        if m.text.trim().is_empty() {
-            return Err(invalid(format!("memories[{i}].text"), "is empty"));
-        }
-        if m.text.len() > config.max_memory_bytes {
-            return Err(invalid(format!("memories[{i}].text"), format!("{} bytes exceed the limit of {}", m.text.len(), config.max_memory_bytes)));
-        }
-    }
-    match AttendMode::try_from(req.attend_mode) {
-        Ok(AttendMode::Unspecified | AttendMode::Concat) => {}
-        Ok(AttendMode::Fused) => {
-            return Err(GeneratorError::Unimplemented("attend_mode FUSED (memory-KV fusion) is not available in this version; use CONCAT".into()))
-        }
+    check_memories(&req.memories, config)?;
+    let fused = match AttendMode::try_from(req.attend_mode) {
+        Ok(AttendMode::Unspecified) => config.default_attend_mode == "fused",
+        Ok(AttendMode::Concat) => false,
+        Ok(AttendMode::Fused) => true,
         Err(_) => return Err(invalid("attend_mode", format!("unknown value {}", req.attend_mode))),
-    }
+    };
     let p = req.params.clone().unwrap_or_default();
     let max_new = p.max_new_tokens.unwrap_or(config.default_max_new_tokens);
     if max_new == 0 || max_new > config.max_new_tokens_limit {
@@ -123,7 +114,24 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
         },
         stop: p.stop,
         max_new: max_new as usize,
+        fused,
     })
+}
+
+/// Checks each memory's id and text.
+pub fn check_memories(memories: &[Memory], config: &GeneratorConfig) -> Result<()> {
+    for (i, m) in memories.iter().enumerate() {
+        if m.id.is_empty() || m.id.len() > MAX_ID_BYTES {
+            return Err(invalid(format!("memories[{i}].id"), format!("must be 1 to {MAX_ID_BYTES} bytes")));
+        }
+        if m.text.trim().is_empty() {
+            return Err(invalid(format!("memories[{i}].text"), "is empty"));
+        }
+        if m.text.len() > config.max_memory_bytes {
+            return Err(invalid(format!("memories[{i}].text"), format!("{} bytes exceed the limit of {}", m.text.len(), config.max_memory_bytes)));
+        }
+    }
+    Ok(())
 }
 
 /// The deadline a client set with the `grpc-timeout` header, if any.

@@ -18,10 +18,11 @@ use memgpt_models::tokenizer::TextTokenizer;
 use memgpt_proto::generator::v1::{FinishReason, GenerateFinal, GenerateResponse, MemoryAttention, Usage};
 use tch::Device;
 
+use super::memcache::MemoryCache;
 use super::prefix::PrefixCache;
 use super::sampling::Sampler;
 use super::text::TextStream;
-use super::{EngineConfig, Job, Stats};
+use super::{EngineConfig, Job, Stats, WarmJob, Work};
 
 /// One forward pass of a few tokens, so the first request does not pay for lazy set-up.
 pub(super) fn warm_up(decoder: &Decoder) -> memgpt_models::Result<()> {
@@ -35,10 +36,12 @@ pub(super) fn warm_up(decoder: &Decoder) -> memgpt_models::Result<()> {
     Ok(())
 }
 
-struct Seq {
+pub(super) struct Seq {
     job: Job,
     cache: KvCache,
-    prefilled: usize,
+    /// Prompt positions still to compute, in order (one range in `concat` mode; in `fused`
+    /// mode the gaps are memory states laid in from the memory-KV cache).
+    pending: VecDeque<(usize, usize)>,
     input: [u32; 1],
     generated: Vec<u32>,
     sampler: Sampler,
@@ -56,12 +59,14 @@ impl Seq {
 }
 
 pub(super) struct Scheduler {
-    model: Llama,
+    pub(super) model: Llama,
     tokenizer: Arc<TextTokenizer>,
-    config: EngineConfig,
-    stats: Arc<Stats>,
+    pub(super) config: EngineConfig,
+    pub(super) stats: Arc<Stats>,
     abort: Arc<AtomicBool>,
     prefix: PrefixCache,
+    pub(super) memories: MemoryCache,
+    pub(super) warming: VecDeque<(WarmJob, usize, u32)>,
     queue: VecDeque<Job>,
     running: Vec<Seq>,
     kv_reserved: u64,
@@ -77,22 +82,43 @@ impl Scheduler {
             &[],
             memgpt_telemetry::metrics::SECONDS_BUCKETS,
         );
-        Self { model, tokenizer, config: config.clone(), stats, abort, prefix, queue: VecDeque::new(), running: Vec::new(), kv_reserved: 0, ttft }
+        let memories = MemoryCache::new(config.memory_cache_bytes);
+        Self {
+            model,
+            tokenizer,
+            config: config.clone(),
+            stats,
+            abort,
+            prefix,
+            memories,
+            warming: VecDeque::new(),
+            queue: VecDeque::new(),
+            running: Vec::new(),
+            kv_reserved: 0,
+            ttft,
+        }
     }
 
-    pub(super) fn run(mut self, rx: Receiver<Job>) {
+    fn take(&mut self, work: Work) {
+        match work {
+            Work::Generate(job) => self.queue.push_back(job),
+            Work::Warm(job) => self.warming.push_back((job, 0, 0)),
+        }
+    }
+
+    pub(super) fn run(mut self, rx: Receiver<Work>) {
         let _guard = tch::no_grad_guard();
         let mut open = true;
         loop {
-            if open && self.running.is_empty() && self.queue.is_empty() {
+            if open && self.running.is_empty() && self.queue.is_empty() && self.warming.is_empty() {
                 match rx.recv() {
-                    Ok(job) => self.queue.push_back(job),
+                    Ok(work) => self.take(work),
                     Err(_) => open = false,
                 }
             }
             while open {
                 match rx.try_recv() {
-                    Ok(job) => self.queue.push_back(job),
+                    Ok(work) => self.take(work),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => open = false,
                 }
@@ -101,10 +127,11 @@ impl Scheduler {
                 self.cancel_everything();
                 return;
             }
+            self.warm_some();
             self.drop_cancelled();
             self.admit();
             if self.running.is_empty() {
-                if !open && self.queue.is_empty() {
+                if !open && self.queue.is_empty() && self.warming.is_empty() {
                     return;
                 }
                 continue;
@@ -126,6 +153,9 @@ impl Scheduler {
     }
 
     fn cancel_everything(&mut self) {
+        for (job, _, _) in std::mem::take(&mut self.warming) {
+            let _ = job.tx.send(Err(crate::error::GeneratorError::Unavailable("the generator is shutting down".into())));
+        }
         for job in std::mem::take(&mut self.queue) {
             self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
             self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
@@ -166,17 +196,33 @@ impl Scheduler {
             let Some(job) = self.queue.pop_front() else { break };
             self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
             let c = &self.model.config;
+            let vocab = c.vocab_size as usize;
             let mut cache = KvCache::uninit(c.n_layer, 1, c.n_head_kv, reserved as i64, c.head_dim, self.model.kind, self.model.device);
-            let prefilled = self.prefix.fill(&job.prompt, &mut cache);
+            // In fused mode only the prefix before the memories may come from the prefix cache
+            // (later blocks there hold concat-mode states).
+            let cacheable = if job.fused { &job.prompt[..job.memory_start + 1] } else { &job.prompt[..] };
+            let prefilled = self.prefix.fill(cacheable, &mut cache);
             self.stats.prefix_hit_tokens.fetch_add(prefilled as u64, Ordering::Relaxed);
-            tracing::debug!(parent: &job.span, prompt_tokens = job.prompt.len(), prefix_hit_tokens = prefilled, batch = self.running.len() + 1, "admitted");
-            let sampler = Sampler::new(job.sampling.clone(), c.vocab_size as usize, &job.prompt);
+            let pending = if job.fused {
+                match self.lay_memories(&job, &mut cache, prefilled) {
+                    Ok(plan) => plan,
+                    Err(err) => {
+                        tracing::error!(parent: &job.span, error = %err, "memory states failed");
+                        let _ = job.tx.send(Err(tonic::Status::internal(format!("memory states failed: {err}"))));
+                        continue;
+                    }
+                }
+            } else {
+                VecDeque::from([(prefilled, job.prompt.len())])
+            };
+            tracing::debug!(parent: &job.span, prompt_tokens = job.prompt.len(), prefix_hit_tokens = prefilled, fused = job.fused, batch = self.running.len() + 1, "admitted");
+            let sampler = Sampler::new(job.sampling.clone(), vocab, &job.prompt);
             let text = TextStream::new(job.stop.clone());
             let shares = vec![0.0; job.spans.len()];
             self.kv_reserved += reserved;
             self.stats.kv_tokens.store(self.kv_reserved, Ordering::Relaxed);
             self.stats.active.fetch_add(1, Ordering::Relaxed);
-            self.running.push(Seq { job, cache, prefilled, input: [0], generated: Vec::new(), sampler, text, shares, share_steps: 0, first_token_at: None, reserved });
+            self.running.push(Seq { job, cache, pending, input: [0], generated: Vec::new(), sampler, text, shares, share_steps: 0, first_token_at: None, reserved });
         }
     }
 
@@ -186,18 +232,24 @@ impl Scheduler {
         let mut rows = Vec::new(); // (sequence index, emits a token)
         let mut steps = Vec::new();
         for (i, seq) in self.running.iter_mut().enumerate() {
-            let Seq { job, cache, prefilled, input, .. } = seq;
-            let prompt_len = job.prompt.len();
-            let (tokens, emits): (&[u32], bool) = if *prefilled == prompt_len {
-                (&input[..], true)
-            } else if budget > 0 {
-                let chunk = (prompt_len - *prefilled).min(budget);
-                budget -= chunk;
-                let tokens = &job.prompt[*prefilled..*prefilled + chunk];
-                *prefilled += chunk;
-                (tokens, *prefilled == prompt_len)
-            } else {
-                continue;
+            let Seq { job, cache, pending, input, .. } = seq;
+            let (tokens, emits): (&[u32], bool) = match pending.front_mut() {
+                None => (&input[..], true),
+                Some(_) if budget == 0 => continue,
+                Some((from, to)) => {
+                    // Positions before `from` that were laid in (memory states) become visible.
+                    if cache.len() < *from as i64 {
+                        cache.set_filled(*from as i64);
+                    }
+                    let chunk = (*to - *from).min(budget);
+                    budget -= chunk;
+                    let tokens = &job.prompt[*from..*from + chunk];
+                    *from += chunk;
+                    if *from == *to {
+                        pending.pop_front();
+                    }
+                    (tokens, pending.is_empty())
+                }
             };
             let spans: &[(i64, i64)] = if emits { &job.spans } else { &[] };
             rows.push((i, emits));
@@ -215,7 +267,8 @@ impl Scheduler {
             }
             let seq = &mut self.running[i];
             if seq.generated.is_empty() {
-                self.prefix.insert(&seq.job.prompt, &seq.cache);
+                let cacheable = if seq.job.fused { &seq.job.prompt[..seq.job.memory_start + 1] } else { &seq.job.prompt[..] };
+                self.prefix.insert(cacheable, &seq.cache);
             }
             for (acc, s) in seq.shares.iter_mut().zip(&out.shares[row]) {
                 *acc += s;

@@ -3,6 +3,8 @@
 //! submits a [`Job`] and reads the job's response channel.
 
 mod batch;
+mod fused;
+pub mod memcache;
 pub mod prefix;
 pub mod sampling;
 pub mod text;
@@ -49,6 +51,10 @@ pub struct EngineConfig {
     pub prefix_cache_bytes: u64,
     /// Tokens per prefix-cache block.
     pub prefix_block_tokens: usize,
+    /// Memory-KV cache budget in bytes (`fused` mode).
+    pub memory_cache_bytes: u64,
+    /// Leading tokens of each cached memory recomputed in place in `fused` mode.
+    pub recompute_head_tokens: usize,
 }
 
 /// What the loaded model is.
@@ -70,8 +76,16 @@ pub struct ModelInfo {
 pub struct Job {
     /// Prompt tokens.
     pub prompt: Vec<u32>,
-    /// Token span of each memory.
+    /// Token span of each memory (contiguous, from `memory_start` to `memory_end`).
     pub spans: Vec<(i64, i64)>,
+    /// First token of the first memory.
+    pub memory_start: usize,
+    /// First token after the last memory.
+    pub memory_end: usize,
+    /// `fused` mode: memories' states come from the memory-KV cache.
+    pub fused: bool,
+    /// Memory-KV cache key of each memory.
+    pub memory_keys: Vec<u64>,
     /// Id of each memory.
     pub memory_ids: Vec<String>,
     /// Sampling.
@@ -88,6 +102,20 @@ pub struct Job {
     pub tx: UnboundedSender<std::result::Result<GenerateResponse, tonic::Status>>,
     /// The request's span.
     pub span: tracing::Span,
+}
+
+/// A WarmMemories call: memories (cache key and segment tokens) whose states to compute.
+pub struct WarmJob {
+    /// Cache key and tokens of each memory.
+    pub memories: Vec<(u64, Vec<u32>)>,
+    /// Where the outcome goes: memories now cached, and the cache's bytes.
+    pub tx: tokio::sync::oneshot::Sender<Result<(u32, u64)>>,
+}
+
+/// Work for the model thread.
+pub(crate) enum Work {
+    Generate(Job),
+    Warm(WarmJob),
 }
 
 /// Counters and gauges of the engine.
@@ -113,11 +141,23 @@ pub struct Stats {
     pub ttft_us_total: AtomicU64,
     /// Model steps run.
     pub steps: AtomicU64,
+    /// Memories found in the memory-KV cache.
+    pub memory_hits: AtomicU64,
+    /// Memories computed because the cache missed them.
+    pub memory_misses: AtomicU64,
+    /// Memories evicted from the cache.
+    pub memory_evictions: AtomicU64,
+    /// Bytes the memory-KV cache holds.
+    pub memory_bytes: AtomicU64,
+    /// Memories the cache holds.
+    pub memory_entries: AtomicU64,
+    /// Prompt tokens whose states came from the memory-KV cache instead of a prefill.
+    pub memory_tokens_reused: AtomicU64,
 }
 
 /// The running engine.
 pub struct Engine {
-    tx: Mutex<Option<Sender<Job>>>,
+    tx: Mutex<Option<Sender<Work>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     abort: Arc<AtomicBool>,
     max_waiting: usize,
@@ -155,13 +195,20 @@ fn register_metrics(stats: &Arc<Stats>) {
     callback("memgpt_generator_requests_total", "Requests by outcome.", "counter", &[("outcome", "cancelled")], read(|s| &s.cancelled));
     callback("memgpt_generator_requests_total", "Requests by outcome.", "counter", &[("outcome", "rejected")], read(|s| &s.rejected));
     callback("memgpt_generator_steps_total", "Model steps run.", "counter", &[], read(|s| &s.steps));
+    let lookups = "Memory-KV cache lookups by outcome.";
+    callback("memgpt_generator_memory_cache_lookups_total", lookups, "counter", &[("outcome", "hit")], read(|s| &s.memory_hits));
+    callback("memgpt_generator_memory_cache_lookups_total", lookups, "counter", &[("outcome", "miss")], read(|s| &s.memory_misses));
+    callback("memgpt_generator_memory_cache_evictions_total", "Memories evicted from the memory-KV cache.", "counter", &[], read(|s| &s.memory_evictions));
+    callback("memgpt_generator_memory_cache_bytes", "Bytes held by the memory-KV cache.", "gauge", &[], read(|s| &s.memory_bytes));
+    callback("memgpt_generator_memory_cache_entries", "Memories held by the memory-KV cache.", "gauge", &[], read(|s| &s.memory_entries));
+    callback("memgpt_generator_memory_tokens_reused_total", "Prompt tokens taken from the memory-KV cache instead of prefilled.", "counter", &[], read(|s| &s.memory_tokens_reused));
 }
 
 impl Engine {
     /// Loads the model on a new thread, runs a warm-up step, and returns once it is ready
     /// (blocking: call it from a blocking context).
     pub fn start(config: EngineConfig) -> Result<Self> {
-        let (tx, rx) = channel::<Job>();
+        let (tx, rx) = channel::<Work>();
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let stats = Arc::new(Stats::default());
         let abort = Arc::new(AtomicBool::new(false));
@@ -228,13 +275,25 @@ impl Engine {
             // About one decode step per waiting request ahead, at least 50 ms.
             return Err(GeneratorError::Overloaded { waiting, retry_after_ms: (waiting as u64 * 10).max(50) });
         }
-        let sender = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match sender.as_ref().map(|tx| tx.send(job)) {
-            Some(Ok(())) => Ok(()),
-            _ => {
+        match self.send(Work::Generate(job)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
                 self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
-                Err(GeneratorError::Unavailable("the generator is shutting down".into()))
+                Err(e)
             }
+        }
+    }
+
+    /// Queues a WarmMemories job; its outcome arrives on the job's channel.
+    pub fn warm(&self, job: WarmJob) -> Result<()> {
+        self.send(Work::Warm(job))
+    }
+
+    fn send(&self, work: Work) -> Result<()> {
+        let sender = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match sender.as_ref().map(|tx| tx.send(work)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(GeneratorError::Unavailable("the generator is shutting down".into())),
         }
     }
 

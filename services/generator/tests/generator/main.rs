@@ -3,6 +3,7 @@
 
 mod common;
 
+mod fused;
 mod generate;
 mod load;
 mod validation;

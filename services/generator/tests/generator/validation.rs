@@ -1,5 +1,5 @@
-//! Bad input: every case gets INVALID_ARGUMENT naming the field (or the gRPC size error, or
-//! UNIMPLEMENTED for the fused mode), and the server keeps serving.
+//! Bad input: every case gets INVALID_ARGUMENT naming the field (or the gRPC size error), and
+//! the server keeps serving.
 
 use crate::common;
 
@@ -56,10 +56,19 @@ async fn bad_requests_are_refused_naming_the_field() {
         assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
         assert!(status.message().contains(field), "{name}: {:?} does not name {field}", status.message());
     }
-    let status = collect(&mut c, pb::GenerateRequest { attend_mode: pb::AttendMode::Fused as i32, ..greedy("hi", 4) }).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
-    let status = c.warm_memories(pb::WarmMemoriesRequest { memories: vec![memory("a", "b")] }).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    let status = collect(&mut c, pb::GenerateRequest { attend_mode: 7, ..greedy("hi", 4) }).await.unwrap_err();
+    assert!(status.code() == Code::InvalidArgument && status.message().contains("`attend_mode`"), "{status:?}");
+    let warm_cases = [
+        ("no memories", vec![], "`memories`"),
+        ("an empty text", vec![memory("a", "fine"), memory("b", " ")], "`memories[1].text`"),
+        ("an empty id", vec![memory("", "text")], "`memories[0].id`"),
+        ("an oversized text", vec![memory("a", &"z".repeat(9 * 1024))], "`memories[0].text`"),
+    ];
+    for (name, memories, field) in warm_cases {
+        let status = c.warm_memories(pb::WarmMemoriesRequest { memories }).await.expect_err(name);
+        assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
+        assert!(status.message().contains(field), "{name}: {:?} does not name {field}", status.message());
+    }
     // Over the 4 MiB message limit: gRPC's own size error.
     let status = collect(&mut c, greedy(&"y".repeat(5 << 20), 4)).await.unwrap_err();
     assert!(matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted), "{status:?}");

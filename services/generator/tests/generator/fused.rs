@@ -1,0 +1,98 @@
+//! The fused attend mode over gRPC: with every memory token recomputed it is exactly concat;
+//! with cached states it answers from the cache (read-through, WarmMemories), attributes
+//! attention per memory, and the memory-KV cache stays within its byte budget.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{client, collect, config, greedy, info_until, shared, spawn};
+use memgpt_proto::generator::v1 as pb;
+
+const LIGHTHOUSE: &str = "The Harbour Point lighthouse was built in 1884 and electrified in 1931. Its last keeper, Margaret Ellison, left in 1989 when the light was automated.";
+const BAKERY: &str = "The Ferris Street bakery opened in 1902. It is famous for rye bread baked in a wood-fired oven that has never been allowed to go cold.";
+const RIVER: &str = "The river Alder floods most springs; the town built a stone levee along its east bank in 1957 after the great flood of 1955.";
+
+fn memory(id: &str, text: &str) -> pb::Memory {
+    pb::Memory { id: id.into(), text: text.into() }
+}
+
+fn ask(mode: pb::AttendMode, memories: &[(&str, &str)]) -> pb::GenerateRequest {
+    pb::GenerateRequest {
+        memories: memories.iter().map(|(id, text)| memory(id, text)).collect(),
+        attend_mode: mode as i32,
+        ..greedy("When was the lighthouse electrified, and who was its last keeper?", 24)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fused_with_every_memory_token_recomputed_is_exactly_concat() {
+    let addr = spawn(config(&["--recompute-head-tokens", "100000", "--prefix-cache-bytes", "0"]));
+    let mut c = client(addr).await;
+    let memories = [("lighthouse.md#0", LIGHTHOUSE)];
+    let (concat, concat_last) = collect(&mut c, ask(pb::AttendMode::Concat, &memories)).await.unwrap();
+    let (fused, fused_last) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
+    assert!(!concat.is_empty());
+    assert_eq!(fused, concat, "fused with a full recompute must be concat");
+    assert_eq!(fused_last.usage, concat_last.usage);
+    let (a, b) = (concat_last.attention[0].share, fused_last.attention[0].share);
+    assert!((a - b).abs() < 1e-3, "attention shares {a} vs {b}");
+    // The fused request went through the memory-KV cache.
+    let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!((info.memory_cache_misses, info.memory_cache_entries), (1, 1), "{info:?}");
+    assert_eq!(info.recompute_head_tokens, 100000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fused_reads_through_the_cache_and_attributes_attention_per_memory() {
+    let mut c = client(shared()).await;
+    let before = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    let memories = [("river.md#0", RIVER), ("lighthouse.md#0", LIGHTHOUSE), ("bakery.md#0", BAKERY)];
+    let (first, last) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
+    assert!(first.contains("1931"), "fused answer: {first:?}");
+    let shares: Vec<f32> = last.attention.iter().map(|a| a.share).collect();
+    assert_eq!(last.attention.iter().map(|a| a.memory_id.as_str()).collect::<Vec<_>>(), ["river.md#0", "lighthouse.md#0", "bakery.md#0"]);
+    assert!(shares.iter().all(|s| (0.0..=1.0).contains(s)), "{shares:?}");
+    assert!(shares.iter().sum::<f32>() < 1.0, "{shares:?}");
+    // With the memories' heads recomputed (the default), the attention sink each memory
+    // computed alone carries is gone: the passage that holds the answer outweighs the river.
+    assert!(shares[1] > shares[0] * 1.3, "the lighthouse memory gets more attention than the river one: {shares:?}");
+    let after = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(after.memory_cache_misses - before.memory_cache_misses, 3, "{after:?}");
+    // Asked again: every memory is a hit, and the answer is the same (greedy).
+    let (again, _) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
+    assert_eq!(again, first);
+    let third = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(third.memory_cache_misses, after.memory_cache_misses);
+    assert_eq!(third.memory_cache_hits - after.memory_cache_hits, 3);
+    assert!(third.memory_cache_bytes > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmed_memories_are_hits_and_the_cache_never_exceeds_its_budget() {
+    // One memory of ~40 tokens holds about 1.8 MB of states with the default model: a
+    // budget of 8 MB holds four of them.
+    const BUDGET: u64 = 8_000_000;
+    let addr = spawn(config(&["--memory-cache-bytes", &BUDGET.to_string()]));
+    let mut c = client(addr).await;
+    let r = c.warm_memories(pb::WarmMemoriesRequest { memories: vec![memory("lighthouse.md#0", LIGHTHOUSE), memory("bakery.md#0", BAKERY)] }).await.unwrap().into_inner();
+    assert_eq!(r.cached, 2);
+    assert!(r.bytes > 0 && r.bytes <= BUDGET);
+    let (_, last) = collect(&mut c, ask(pb::AttendMode::Fused, &[("lighthouse.md#0", LIGHTHOUSE), ("bakery.md#0", BAKERY)])).await.unwrap();
+    assert_eq!(last.attention.len(), 2);
+    let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!((info.memory_cache_hits, info.memory_cache_misses), (2, 2), "{info:?}");
+    // Fill far past the budget: bytes stay within it, the oldest are evicted.
+    let many: Vec<pb::Memory> = (0..24).map(|i| memory(&format!("note.md#{i}"), &format!("Note {i}: {RIVER} {BAKERY}"))).collect();
+    for chunk in many.chunks(6) {
+        let r = c.warm_memories(pb::WarmMemoriesRequest { memories: chunk.to_vec() }).await.unwrap().into_inner();
+        assert!(r.bytes <= BUDGET, "{} bytes over the budget {BUDGET}", r.bytes);
+    }
+    let info = info_until(&mut c, Duration::from_secs(5), |i| i.memory_cache_evictions > 0).await;
+    assert!(info.memory_cache_bytes <= BUDGET && info.memory_cache_entries < 26, "{info:?}");
+    // An evicted memory is computed again on use (read-through), and the answer still comes.
+    let (text, _) = collect(&mut c, ask(pb::AttendMode::Fused, &[("lighthouse.md#0", LIGHTHOUSE)])).await.unwrap();
+    assert!(!text.is_empty());
+    let later = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(later.memory_cache_misses, info.memory_cache_misses + 1, "{later:?}");
+}
