@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use memgpt_proto::gateway::v1::gateway_client::GatewayClient;
+use memgpt_proto::generator::v1::generator_client::GeneratorClient;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -39,6 +40,9 @@ impl tonic::service::Interceptor for Bearer {
 /// A gateway client with the key attached.
 pub type Gateway = GatewayClient<InterceptedService<Channel, Bearer>>;
 
+/// A generator client with the key attached.
+pub type Generator = GeneratorClient<InterceptedService<Channel, Bearer>>;
+
 impl ClientArgs {
     /// The endpoint (not yet connected).
     pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
@@ -70,12 +74,22 @@ impl ClientArgs {
         self.client(self.endpoint()?.connect_lazy())
     }
 
-    fn client(&self, channel: Channel) -> anyhow::Result<Gateway> {
-        let bearer = match &self.api_key {
+    fn bearer(&self) -> anyhow::Result<Bearer> {
+        Ok(Bearer(match &self.api_key {
             Some(k) => Some(format!("Bearer {k}").parse().context("the API key holds characters not allowed in gRPC metadata")?),
             None => None,
-        };
-        Ok(GatewayClient::with_interceptor(channel, Bearer(bearer)).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
+        }))
+    }
+
+    fn client(&self, channel: Channel) -> anyhow::Result<Gateway> {
+        Ok(GatewayClient::with_interceptor(channel, self.bearer()?).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
+    }
+
+    /// A generator client at the address (a generator, or `memgpt serve`, which forwards the
+    /// generator API; fails at once when nothing answers).
+    pub async fn connect_generator(&self) -> anyhow::Result<Generator> {
+        let channel = self.endpoint()?.connect().await.with_context(|| format!("cannot reach the generator at {}", self.addr))?;
+        Ok(GeneratorClient::with_interceptor(channel, self.bearer()?).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
     }
 }
 

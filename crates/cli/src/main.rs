@@ -8,9 +8,11 @@ use clap::{Parser, Subcommand};
 
 mod batch;
 mod bench;
+mod bench_attend;
 mod client;
 mod commands;
 mod eval;
+mod eval_attend;
 mod eval_gateway;
 mod eval_qa;
 mod remember;
@@ -108,6 +110,8 @@ enum BenchCommand {
     Encoder(bench::EncoderBench),
     /// Decoder prefill and decode tokens/s, one or several streams.
     Decoder(bench::DecoderBench),
+    /// Time to first token and latency, concat against fused with a warm memory-KV cache.
+    Attend(bench_attend::AttendBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +125,9 @@ enum EvalCommand {
     /// Question answering on a SQuAD-format file: EM, F1 and retrieval hit rate per attend
     /// mode, through a gateway (in-process when no --addr is given).
     Qa(eval_qa::QaArgs),
+    /// The fused attend mode against concat on a SQuAD-format file: each question with its
+    /// own paragraph and 4 of other articles; EM, F1, identical answers, time to first token.
+    Attend(eval_attend::AttendArgs),
 }
 
 /// Options shared by the commands that load models.
@@ -156,9 +163,11 @@ fn main() -> anyhow::Result<()> {
         Command::Batch { merge: None, client, args: Some(args) } => batch::batch(client, args),
         Command::Batch { .. } => anyhow::bail!("memgpt batch needs --input and --output (or the `merge` subcommand)"),
         Command::Eval { what: EvalCommand::Qa(args) } => eval_qa::qa(args),
+        Command::Eval { what: EvalCommand::Attend(args) } => eval_attend::attend(args),
         Command::Eval { what: EvalCommand::Retrieval(args) } => eval::retrieval(args),
         Command::Eval { what: EvalCommand::GatewayRetrieval(args) } => eval_gateway::gateway_retrieval(args),
         Command::Bench { what: BenchCommand::Encoder(args) } => bench::encoder(args),
         Command::Bench { what: BenchCommand::Decoder(args) } => bench::decoder(args),
+        Command::Bench { what: BenchCommand::Attend(args) } => bench_attend::attend(args),
     }
 }

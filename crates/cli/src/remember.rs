@@ -188,7 +188,7 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let gateway = client.connect().await?;
         let bar = progress(total, "bytes");
-        let (mut stored, mut chunks, mut failed) = (0u64, 0u64, Vec::<(String, String)>::new());
+        let (mut stored, mut chunks, mut warmed, mut failed) = (0u64, 0u64, 0u64, Vec::<(String, String)>::new());
         let mut batches = Vec::new();
         let mut current: Vec<(gw::Document, u64)> = Vec::new();
         for item in items {
@@ -221,7 +221,9 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
             bar.inc(size);
             match outcome {
                 Ok(resp) => {
-                    for r in resp.into_inner().results {
+                    let resp = resp.into_inner();
+                    warmed += u64::from(resp.warmed_chunks);
+                    for r in resp.results {
                         if r.status == gw::DocumentStatus::Stored as i32 {
                             stored += 1;
                             chunks += u64::from(r.chunks);
@@ -239,6 +241,9 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
             eprintln!("not remembered: {name}: {why}");
         }
         println!("remembered {stored} documents ({chunks} chunks) in namespace `{}`; {} failed", args.namespace, failed.len());
+        if args.warm {
+            println!("warmed {warmed} of {chunks} chunks on the generators (fused mode)");
+        }
         if failed.is_empty() {
             Ok(())
         } else {

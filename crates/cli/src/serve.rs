@@ -35,6 +35,13 @@ pub struct ServeArgs {
     /// Attend mode of requests that leave it unset.
     #[arg(long, env = "MEMGPT_ATTEND_MODE", default_value = "concat", value_parser = ["concat", "fused"])]
     pub attend_mode: String,
+    /// Fused mode: leading tokens of each cached memory recomputed in place (default: the
+    /// generator's, 4).
+    #[arg(long, env = "MEMGPT_RECOMPUTE_HEAD_TOKENS")]
+    pub recompute_head_tokens: Option<u32>,
+    /// Fused mode: bytes of memory key/value states kept (default: the generator's, 1 GiB).
+    #[arg(long, env = "MEMGPT_MEMORY_CACHE_BYTES")]
+    pub memory_cache_bytes: Option<u64>,
     /// API keys file (JSON: [{"key": "...", "namespaces": ["*"], "rate_per_s": 50}]).
     #[arg(long, env = "MEMGPT_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
@@ -173,6 +180,12 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Stack> {
     let (gl, gaddr) = bind("127.0.0.1:0".parse()?).await?;
     let mut g_argv: Vec<String> = ["memgpt-generator", "--threads", &threads, "--device", &args.device].map(String::from).to_vec();
     g_argv.extend(models.iter().cloned());
+    if let Some(k) = args.recompute_head_tokens {
+        g_argv.extend(["--recompute-head-tokens".to_string(), k.to_string()]);
+    }
+    if let Some(b) = args.memory_cache_bytes {
+        g_argv.extend(["--memory-cache-bytes".to_string(), b.to_string()]);
+    }
     let generator = memgpt_generator::GeneratorConfig::try_parse_from(g_argv)?;
     let g = memgpt_generator::serve(generator, gl, until(&stop));
     tasks.push(spawn("generator", Box::pin(async move { g.await.map_err(anyhow::Error::from) })));

@@ -42,6 +42,8 @@ pub struct Passage {
     pub text: String,
     /// Article title.
     pub title: String,
+    /// Index of its article in the file.
+    pub article: usize,
 }
 
 /// One question.
@@ -80,7 +82,7 @@ impl Squad {
         for (a, article) in file.data.into_iter().enumerate() {
             for (p, para) in article.paragraphs.into_iter().enumerate() {
                 let index = passages.len();
-                passages.push(Passage { id: format!("a{a}-p{p}"), text: para.context, title: article.title.clone() });
+                passages.push(Passage { id: format!("a{a}-p{p}"), text: para.context, title: article.title.clone(), article: a });
                 for qa in para.qas {
                     let answers = qa.answers.into_iter().map(|a| a.text).collect();
                     questions.push(Question { id: qa.id, question: qa.question, answers, passage: index });

@@ -1,6 +1,6 @@
 //! Memory-KV fusion, the `fused` attend mode's model side: a memory's keys and values are
-//! computed once, alone from position 0, and later laid into a sequence's cache at any
-//! offset. RoPE makes this cheap: a key rotated to position `p` and then by `o` is the key
+//! computed once, without the other memories (alone from position 0, or after a shared
+//! prefix such as the system prompt), and later laid into a sequence's cache at any offset. RoPE makes this cheap: a key rotated to position `p` and then by `o` is the key
 //! at `p + o`, so moving a memory is one rotation of its keys; values do not depend on the
 //! position. (Position-independent KV reuse as in TurboRAG, EPIC and Block-Attention.)
 
@@ -11,11 +11,14 @@ use crate::kv::KvCache;
 use crate::llama::{inv_freq, Llama};
 use crate::ragged::SeqStep;
 
-/// The key/value states of one memory computed alone from position 0.
+/// The key/value states of one memory computed without the other memories.
 pub struct MemoryKv {
     /// Its tokens.
     pub tokens: Vec<u32>,
-    /// Keys of every layer, `[1, kv_heads, tokens, head_dim]`, rotated to positions `0..tokens`.
+    /// Position of its first token when computed (0 alone, the prefix length after one).
+    pub base: i64,
+    /// Keys of every layer, `[1, kv_heads, tokens, head_dim]`, rotated to positions
+    /// `base..base + tokens`.
     pub keys: Vec<Tensor>,
     /// Values of every layer, `[1, kv_heads, tokens, head_dim]`.
     pub values: Vec<Tensor>,
@@ -57,7 +60,37 @@ impl Llama {
             .zip(caches)
             .map(|(m, cache)| {
                 let layers = cache.layers();
-                MemoryKv { tokens: m.to_vec(), keys: (0..layers).map(|l| cache.keys(l)).collect(), values: (0..layers).map(|l| cache.values(l)).collect() }
+                MemoryKv { tokens: m.to_vec(), base: 0, keys: (0..layers).map(|l| cache.keys(l)).collect(), values: (0..layers).map(|l| cache.values(l)).collect() }
+            })
+            .collect())
+    }
+
+    /// The states of each token list computed right after the states `prefix` holds (all in
+    /// one ragged step): each memory sees the prefix and itself, not the other memories.
+    pub fn memory_kv_after(&self, prefix: &KvCache, memories: &[&[u32]]) -> Result<Vec<MemoryKv>> {
+        if memories.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = &self.config;
+        let base = prefix.len();
+        let (pk, pv) = prefix.read(0, base);
+        let mut caches: Vec<KvCache> = memories
+            .iter()
+            .map(|m| {
+                let mut cache = KvCache::uninit(c.n_layer, 1, c.n_head_kv, base + m.len() as i64, c.head_dim, self.kind, self.device);
+                cache.write(0, &pk, &pv);
+                cache
+            })
+            .collect();
+        let mut steps: Vec<SeqStep<'_>> = memories.iter().zip(caches.iter_mut()).map(|(m, cache)| SeqStep { tokens: m, cache, spans: &[] }).collect();
+        self.forward_ragged(&mut steps, 1)?;
+        drop(steps);
+        Ok(memories
+            .iter()
+            .zip(caches)
+            .map(|(m, cache)| {
+                let (keys, values) = cache.read(base, m.len() as i64);
+                MemoryKv { tokens: m.to_vec(), base, keys, values }
             })
             .collect())
     }
@@ -74,8 +107,8 @@ impl Llama {
         self.rope(keys, &(table(f64::cos), table(f64::sin)))
     }
 
-    /// Lays `memory` into `cache` at positions `at..at + len`: keys rotated by `at`, values as
-    /// they are. The cache's filled length is not changed (see [`KvCache::set_filled`]).
+    /// Lays `memory` into `cache` at positions `at..at + len`: keys rotated by `at - base`,
+    /// values as they are. The cache's filled length is not changed (see [`KvCache::set_filled`]).
     pub fn place_memory(&self, cache: &mut KvCache, at: i64, memory: &MemoryKv) -> Result<()> {
         let end = at + memory.len();
         if at < 0 || end > cache.capacity() || end > self.config.context_length {
@@ -84,7 +117,7 @@ impl Llama {
                 reason: format!("positions {at}..{end} exceed the KV cache capacity {} or the context length {}", cache.capacity(), self.config.context_length),
             });
         }
-        let keys: Vec<Tensor> = memory.keys.iter().map(|k| self.rotate_keys(k, at).to_kind(self.kind)).collect();
+        let keys: Vec<Tensor> = memory.keys.iter().map(|k| self.rotate_keys(k, at - memory.base).to_kind(self.kind)).collect();
         cache.put(at, &keys, &memory.values);
         Ok(())
     }

@@ -48,6 +48,34 @@ fn rotated_keys_equal_keys_computed_at_the_target_position() {
 }
 
 #[test]
+fn states_computed_after_a_prefix_are_exact_where_the_prefix_really_precedes_them() {
+    let _guard = tch::no_grad_guard();
+    let d = decoder();
+    let prefix = d.tokenizer.encode("<|im_start|>system\nAnswer from the passages below.").unwrap();
+    let memory = d.tokenizer.encode("\n\nThe ferry to Port Carrow leaves at 7:15 from pier 4.").unwrap();
+    let mut whole = d.model.new_cache(1, 64);
+    let both: Vec<u32> = prefix.iter().chain(&memory).copied().collect();
+    let mut step = [memgpt_models::ragged::SeqStep { tokens: &both, cache: &mut whole, spans: &[] }];
+    d.model.forward_ragged(&mut step, 1).unwrap();
+    let mut head = d.model.new_cache(1, 64);
+    let mut step = [memgpt_models::ragged::SeqStep { tokens: &prefix, cache: &mut head, spans: &[] }];
+    d.model.forward_ragged(&mut step, 1).unwrap();
+    let kv = d.model.memory_kv_after(&head, &[&memory]).unwrap().remove(0);
+    assert_eq!(kv.base, prefix.len() as i64);
+    // Laid in right after the prefix (a rotation by zero), the states are the ones a whole
+    // prefill computes.
+    let mut laid = d.model.new_cache(1, 64);
+    d.model.place_memory(&mut laid, prefix.len() as i64, &kv).unwrap();
+    laid.set_filled(both.len() as i64);
+    for layer in 0..whole.layers() {
+        let n = memory.len() as i64;
+        let at = prefix.len() as i64;
+        assert!(max_diff(&laid.keys(layer).narrow(2, at, n), &whole.keys(layer).narrow(2, at, n)) < 1e-4, "layer {layer} keys");
+        assert!(max_diff(&laid.values(layer).narrow(2, at, n), &whole.values(layer).narrow(2, at, n)) < 1e-4, "layer {layer} values");
+    }
+}
+
+#[test]
 fn placing_a_memory_writes_rotated_keys_without_marking_them_filled() {
     let _guard = tch::no_grad_guard();
     let d = decoder();

@@ -17,8 +17,10 @@ async fn remember_ask_stream_chat_forget() {
         gw::Document { id: "ferry".into(), text: "The ferry to Port Carrow leaves at 7:15 every morning from pier 4.".into(), metadata: Default::default() },
         gw::Document { id: "museum".into(), text: "The maritime museum is closed on Tuesdays and opens at 10:00 on other days.".into(), metadata: Default::default() },
     ];
-    let r = c.remember(gw::RememberRequest { namespace: "town".into(), documents, warm: false }).await.unwrap().into_inner();
+    // With warm: the generator caches each chunk's states for the fused mode.
+    let r = c.remember(gw::RememberRequest { namespace: "town".into(), documents, warm: true }).await.unwrap().into_inner();
     assert!(r.results.iter().all(|d| d.status == gw::DocumentStatus::Stored as i32), "{r:?}");
+    assert_eq!(r.warmed_chunks, 2, "{r:?}");
 
     let ask = |q: &str| gw::AskRequest { question: q.into(), namespaces: vec!["town".into()], top_k: Some(2), params: greedy(24), ..Default::default() };
     let a = c.ask(ask("When does the ferry to Port Carrow leave?")).await.unwrap().into_inner();
@@ -60,13 +62,17 @@ async fn remember_ask_stream_chat_forget() {
     let a = c.ask(ask("When does the ferry to Port Carrow leave?")).await.unwrap().into_inner();
     assert!(a.citations.iter().all(|c| c.document_id != "ferry"), "{:?}", a.citations);
 
-    // Attend modes: concat answers; fused is not built yet and says so (UNIMPLEMENTED).
+    // Attend modes: both answer from the same retrieved memories; fused lays their cached
+    // states in (warmed by Remember above) and attributes attention per memory.
     let mut concat = ask("When is the museum closed?");
     concat.attend_mode = gen::AttendMode::Concat as i32;
-    assert!(c.ask(concat.clone()).await.unwrap().into_inner().answer.contains("Tuesday"));
+    let by_concat = c.ask(concat.clone()).await.unwrap().into_inner();
+    assert!(by_concat.answer.contains("Tuesday"), "{by_concat:?}");
     let mut fused = concat;
     fused.attend_mode = gen::AttendMode::Fused as i32;
-    let e = c.ask(fused).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e:?}");
-    assert!(e.message().contains("FUSED"), "{e:?}");
+    let by_fused = c.ask(fused).await.unwrap().into_inner();
+    assert!(!by_fused.answer.is_empty());
+    let ids = |a: &gw::AskResponse| a.citations.iter().map(|c| c.memory_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&by_fused), ids(&by_concat));
+    assert!(by_fused.citations.iter().any(|c| c.attention > 0.0), "{:?}", by_fused.citations);
 }

@@ -16,7 +16,7 @@ use crate::pipeline::{Gateway, Retrieved, Trace};
 const SNIPPET_CHARS: usize = 240;
 
 /// The system prompt of each task.
-fn system_prompt(task: Task, language: &str) -> String {
+pub(crate) fn system_prompt(task: Task, language: &str) -> String {
     match task {
         Task::Summarize => "Summarise what the passages below say about the user's request, in a few sentences.".into(),
         Task::Translate => format!("Translate the user's message into {language}. Reply with the translation only."),
@@ -94,7 +94,7 @@ pub fn citations(hits: &[Retrieved], attention: &[gen::MemoryAttention]) -> Vec<
             memory_id: r.hit.id.clone(),
             document_id: r.document_id(),
             score: r.hit.score,
-            attention: attention.iter().find(|a| a.memory_id == i.to_string()).map(|a| a.share).unwrap_or(0.0),
+            attention: attention.get(i).filter(|a| a.memory_id == r.hit.id).map(|a| a.share).unwrap_or(0.0),
             snippet: r.hit.text.chars().take(SNIPPET_CHARS).collect(),
             namespace: r.namespace.clone(),
         })
@@ -134,7 +134,8 @@ pub async fn ask(
         }
         let mut messages = vec![gen::Message { role: "system".into(), content: system_prompt(task, &req.target_language) }];
         messages.push(gen::Message { role: "user".into(), content: req.question.clone() });
-        let memories = hits.iter().enumerate().map(|(i, r)| gen::Memory { id: i.to_string(), text: r.hit.text.clone() }).collect();
+        // Chunk ids and texts, as Remember warmed them: the generator's memory-KV cache key.
+        let memories = hits.iter().map(|r| gen::Memory { id: r.hit.id.clone(), text: r.hit.text.clone() }).collect();
         let greq = gen::GenerateRequest { messages, prompt: String::new(), memories, attend_mode: gw.config.attend_mode(req.attend_mode), params: req.params.clone() };
         let t = Instant::now();
         let gen_span = tracing::info_span!("generate", memories = hits.len(), tokens = tracing::field::Empty);

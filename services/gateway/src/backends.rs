@@ -116,6 +116,11 @@ impl Pool {
         self.backends.iter().any(|b| b.healthy.load(Ordering::Relaxed))
     }
 
+    /// Channels to every healthy endpoint (work each replica must do, such as warming caches).
+    pub fn healthy_channels(&self) -> Vec<(String, Channel)> {
+        self.backends.iter().filter(|b| b.healthy.load(Ordering::Relaxed)).map(|b| (b.addr.clone(), b.channel.clone())).collect()
+    }
+
     /// A channel to the healthy endpoint with the fewest calls in flight.
     pub fn healthy_channel(&self) -> Option<Channel> {
         self.pick(None).map(|b| b.channel.clone())

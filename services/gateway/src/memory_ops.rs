@@ -7,6 +7,7 @@ use std::time::Duration;
 use memgpt_proto::gateway::v1::{
     Citation, DocumentResult, DocumentStatus, ForgetRequest, RememberRequest, RememberResponse, SearchRequest, SearchResponse,
 };
+use memgpt_proto::generator::v1 as gen;
 use memgpt_proto::memory::v1 as mem;
 use tracing::Instrument;
 
@@ -89,10 +90,12 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
         // One upsert for every chunk of every document: each document is stored whole or
         // not at all (here: the request as a whole), then chunks left from longer versions go.
         let docs: Vec<(&str, usize)> = req.documents.iter().map(|d| d.id.as_str()).zip(counts.iter().copied()).collect();
+        let memories: Vec<gen::Memory> = if req.warm { records.iter().map(|r| gen::Memory { id: r.id.clone(), text: r.text.clone() }).collect() } else { Vec::new() };
         let outcome = match store(gw, trace, &req.namespace, records).await {
             Ok(()) => drop_stale(gw, trace, &req.namespace, &docs).await,
             Err(e) => Err(e),
         };
+        let stored = outcome.is_ok();
         let results = match outcome {
             Ok(()) => docs
                 .iter()
@@ -105,10 +108,46 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
                     .collect()
             }
         };
-        Ok(RememberResponse { results })
+        let warmed_chunks = if stored && !memories.is_empty() { warm(gw, trace, memories).await } else { 0 };
+        Ok(RememberResponse { results, warmed_chunks })
     }
     .instrument(span)
     .await
+}
+
+/// Asks every healthy generator to cache the states of `memories` (fused mode); returns how
+/// many every one of them now caches. Failures are logged, not returned: the documents are
+/// stored, and a generator computes what it misses on first use.
+async fn warm(gw: &Gateway, trace: &Trace, memories: Vec<gen::Memory>) -> u32 {
+    const PER_CALL: usize = 256;
+    let timeout = Duration::from_millis(gw.config.generate_timeout_ms);
+    // States are cached for the system prompt questions are asked with.
+    let system = crate::ask::system_prompt(memgpt_proto::gateway::v1::Task::Qa, "");
+    let generators = gw.generator.healthy_channels();
+    if generators.is_empty() {
+        tracing::warn!("no healthy generator to warm memories on");
+        return 0;
+    }
+    let calls = generators.into_iter().map(|(addr, channel)| {
+        let (memories, system) = (&memories, &system);
+        async move {
+            let mut client = gen::generator_client::GeneratorClient::new(channel).max_encoding_message_size(64 << 20);
+            let mut cached = 0;
+            for part in memories.chunks(PER_CALL) {
+                match client.warm_memories(trace.request(gen::WarmMemoriesRequest { memories: part.to_vec(), system: system.clone() }, timeout)).await {
+                    Ok(r) => cached += r.into_inner().cached,
+                    Err(status) => {
+                        tracing::warn!(generator = %addr, code = ?status.code(), error = status.message(), "warming memories failed");
+                        return 0;
+                    }
+                }
+            }
+            cached
+        }
+    });
+    let warmed = futures::future::join_all(calls).await.into_iter().min().unwrap_or(0);
+    tracing::info!(chunks = memories.len(), warmed, "memories warmed");
+    warmed
 }
 
 async fn store(gw: &Gateway, trace: &Trace, namespace: &str, records: Vec<mem::Record>) -> Result<()> {

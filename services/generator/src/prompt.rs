@@ -67,3 +67,15 @@ pub fn build(
     tokens.extend(tokenizer.encode(&text[at + SLOT.len()..])?);
     Ok(Prompt { tokens, spans, memory_start, memory_end })
 }
+
+/// The tokens before the memories of a prompt whose system message is `system` (empty: none,
+/// so `instruction` leads a new one), as [`build`] makes them.
+pub fn prefix(tokenizer: &TextTokenizer, template: &ChatTemplate, system: &str, instruction: &str) -> Result<Vec<u32>> {
+    let mut messages = Vec::new();
+    if !system.is_empty() {
+        messages.push(ChatMessage::new("system", system));
+    }
+    messages.push(ChatMessage::new("user", "?"));
+    let built = build(tokenizer, template, &messages, &["?".to_string()], instruction)?;
+    Ok(built.tokens[..built.memory_start].to_vec())
+}

@@ -106,26 +106,27 @@ impl GeneratorService {
         }
         validate::check_memories(&req.memories, &self.config)?;
         let engine = self.engine()?;
-        let memories = {
-            let engine = Arc::clone(&engine);
-            tokio::task::spawn_blocking(move || -> Result<Vec<(u64, Vec<u32>)>> {
+        let (prefix, memories) = {
+            let (engine, config) = (Arc::clone(&engine), Arc::clone(&self.config));
+            tokio::task::spawn_blocking(move || -> Result<(Vec<u32>, Vec<(u64, Vec<u32>)>)> {
+                let prefix = prompt::prefix(&engine.tokenizer, &engine.template, &req.system, &config.memory_instruction)?;
                 let context = engine.info.context_length;
                 let mut out = Vec::with_capacity(req.memories.len());
                 for (i, m) in req.memories.iter().enumerate() {
                     let tokens = prompt::memory_segment(&engine.tokenizer, &m.text)?;
-                    if tokens.len() >= context {
+                    if prefix.len() + tokens.len() >= context {
                         return Err(GeneratorError::invalid(format!("memories[{i}].text"), format!("{} tokens exceed the context length {context}", tokens.len())));
                     }
                     out.push((memory_key(&m.id, &m.text), tokens));
                 }
-                Ok(out)
+                Ok((prefix, out))
             })
             .await
             .map_err(|e| GeneratorError::Internal(format!("tokenising memories: {e}")))??
         };
         let count = memories.len();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        engine.warm(WarmJob { memories, tx })?;
+        engine.warm(WarmJob { prefix, memories, tx })?;
         let (cached, bytes) = rx.await.map_err(|_| GeneratorError::Unavailable("the generator stopped while warming memories".into()))??;
         tracing::info!(memories = count, cached, cache_bytes = bytes, "memories warmed");
         Ok(WarmMemoriesResponse { cached, bytes })
@@ -176,6 +177,7 @@ impl Generator for GeneratorService {
             memory_cache_misses: s.memory_misses.load(Ordering::Relaxed),
             memory_cache_evictions: s.memory_evictions.load(Ordering::Relaxed),
             recompute_head_tokens: self.config.recompute_head_tokens,
+            memory_tokens_reused: s.memory_tokens_reused.load(Ordering::Relaxed),
         }))
     }
 }

@@ -18,11 +18,12 @@ use memgpt_models::tokenizer::TextTokenizer;
 use memgpt_proto::generator::v1::{FinishReason, GenerateFinal, GenerateResponse, MemoryAttention, Usage};
 use tch::Device;
 
+use super::fused::Warming;
 use super::memcache::MemoryCache;
 use super::prefix::PrefixCache;
 use super::sampling::Sampler;
 use super::text::TextStream;
-use super::{EngineConfig, Job, Stats, WarmJob, Work};
+use super::{EngineConfig, Job, Stats, Work};
 
 /// One forward pass of a few tokens, so the first request does not pay for lazy set-up.
 pub(super) fn warm_up(decoder: &Decoder) -> memgpt_models::Result<()> {
@@ -64,9 +65,9 @@ pub(super) struct Scheduler {
     pub(super) config: EngineConfig,
     pub(super) stats: Arc<Stats>,
     abort: Arc<AtomicBool>,
-    prefix: PrefixCache,
+    pub(super) prefix: PrefixCache,
     pub(super) memories: MemoryCache,
-    pub(super) warming: VecDeque<(WarmJob, usize, u32)>,
+    pub(super) warming: VecDeque<Warming>,
     queue: VecDeque<Job>,
     running: Vec<Seq>,
     kv_reserved: u64,
@@ -102,7 +103,7 @@ impl Scheduler {
     fn take(&mut self, work: Work) {
         match work {
             Work::Generate(job) => self.queue.push_back(job),
-            Work::Warm(job) => self.warming.push_back((job, 0, 0)),
+            Work::Warm(job) => self.warming.push_back(Warming { job, next: 0, cached: 0, prefix: None }),
         }
     }
 
@@ -153,7 +154,7 @@ impl Scheduler {
     }
 
     fn cancel_everything(&mut self) {
-        for (job, _, _) in std::mem::take(&mut self.warming) {
+        for Warming { job, .. } in std::mem::take(&mut self.warming) {
             let _ = job.tx.send(Err(crate::error::GeneratorError::Unavailable("the generator is shutting down".into())));
         }
         for job in std::mem::take(&mut self.queue) {

@@ -1,8 +1,10 @@
-//! The scheduler's `fused` attend mode: a sequence's memories are laid into its KV cache from
-//! the memory-KV cache (computing and caching the ones it misses, read-through), keys rotated
-//! to their places; what remains to compute is the uncached prefix, the first
-//! `recompute_head_tokens` of each memory (in place, now attending to what precedes it), and
-//! the question. WarmMemories jobs fill the cache between steps, a prefill budget at a time.
+//! The scheduler's `fused` attend mode. A memory's states are computed after the prompt's
+//! prefix (BOS and the system prompt) without the other memories, and cached under the
+//! prefix, the memory's id and its text. A sequence's memories are laid into its KV cache
+//! from that cache (computing the ones it misses, read-through), keys rotated to their places;
+//! what remains to compute is the first `recompute_head_tokens` of each memory (in place, now
+//! attending to the memories before it) and the question. WarmMemories jobs fill the cache
+//! between steps, a prefill budget at a time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -10,15 +12,38 @@ use std::sync::Arc;
 
 use memgpt_models::fused::{fused_plan, MemoryKv};
 use memgpt_models::kv::KvCache;
+use memgpt_models::ragged::SeqStep;
 
 use super::batch::Scheduler;
-use super::Job;
+use super::memcache::scoped_key;
+use super::{Job, WarmJob};
+
+/// A WarmMemories job in progress.
+pub(super) struct Warming {
+    pub(super) job: WarmJob,
+    /// Memories done.
+    pub(super) next: usize,
+    /// Memories found cached or cached so far.
+    pub(super) cached: u32,
+    /// States of the job's prefix, once computed.
+    pub(super) prefix: Option<KvCache>,
+}
 
 impl Scheduler {
-    /// Computes the states of memories alone (one ragged step) and caches them.
-    fn compute_memories(&mut self, memories: &[(u64, &[u32])]) -> memgpt_models::Result<Vec<(Arc<MemoryKv>, bool)>> {
+    /// Completes the states of `prefix` in `cache` (whose first `computed` positions are
+    /// filled, from the prefix cache).
+    fn compute_prefix(&self, prefix: &[u32], cache: &mut KvCache, computed: usize) -> memgpt_models::Result<()> {
+        if computed < prefix.len() {
+            let mut step = [SeqStep { tokens: &prefix[computed..], cache, spans: &[] }];
+            self.model.forward_ragged(&mut step, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Computes the states of memories after `prefix` (one ragged step) and caches them.
+    fn compute_memories(&mut self, prefix: &KvCache, memories: &[(u64, &[u32])]) -> memgpt_models::Result<Vec<(Arc<MemoryKv>, bool)>> {
         let tokens: Vec<&[u32]> = memories.iter().map(|(_, t)| *t).collect();
-        let computed = self.model.memory_kv(&tokens)?;
+        let computed = self.model.memory_kv_after(prefix, &tokens)?;
         let mut out = Vec::with_capacity(computed.len());
         for ((key, _), kv) in memories.iter().zip(computed) {
             let kv = Arc::new(kv);
@@ -34,10 +59,12 @@ impl Scheduler {
     /// Lays the memories of `job` into `cache` (whose first `computed` positions are filled)
     /// and returns the positions still to compute.
     pub(super) fn lay_memories(&mut self, job: &Job, cache: &mut KvCache, computed: usize) -> memgpt_models::Result<VecDeque<(usize, usize)>> {
+        let prefix = &job.prompt[..job.memory_start];
         let spans: Vec<(usize, usize)> = job.spans.iter().map(|&(a, b)| (a as usize, b as usize)).collect();
+        let keys: Vec<u64> = job.memory_keys.iter().map(|&k| scoped_key(prefix, k)).collect();
         let mut found: Vec<Option<Arc<MemoryKv>>> = Vec::with_capacity(spans.len());
         let mut missing: Vec<(u64, &[u32])> = Vec::new();
-        for (&(a, b), &key) in spans.iter().zip(&job.memory_keys) {
+        for (&(a, b), &key) in spans.iter().zip(&keys) {
             let tokens = &job.prompt[a..b];
             let hit = self.memories.get(key, tokens);
             if hit.is_none() && !missing.iter().any(|(k, _)| *k == key) {
@@ -48,17 +75,19 @@ impl Scheduler {
         let hits = found.iter().filter(|f| f.is_some()).count();
         self.stats.memory_hits.fetch_add(hits as u64, Ordering::Relaxed);
         self.stats.memory_misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
-        let computed_now: HashMap<u64, Arc<MemoryKv>> = if missing.is_empty() {
-            HashMap::new()
-        } else {
-            let keys: Vec<u64> = missing.iter().map(|(k, _)| *k).collect();
-            let states = self.compute_memories(&missing)?;
-            keys.into_iter().zip(states.into_iter().map(|(kv, _)| kv)).collect()
-        };
+        let mut computed = computed;
+        let mut fresh: HashMap<u64, Arc<MemoryKv>> = HashMap::new();
+        if !missing.is_empty() {
+            // The memories it misses are computed after this sequence's own prefix.
+            self.compute_prefix(prefix, cache, computed)?;
+            computed = prefix.len();
+            let states = self.compute_memories(cache, &missing)?;
+            fresh = missing.iter().map(|(k, _)| *k).zip(states.into_iter().map(|(kv, _)| kv)).collect();
+        }
         let head = self.config.recompute_head_tokens;
         let mut reused = 0u64;
-        for ((&(a, b), &key), hit) in spans.iter().zip(&job.memory_keys).zip(found) {
-            let kv = hit.or_else(|| computed_now.get(&key).cloned()).expect("every memory was found or computed");
+        for ((&(a, b), key), hit) in spans.iter().zip(&keys).zip(found) {
+            let kv = hit.or_else(|| fresh.get(key).cloned()).expect("every memory was found or computed");
             self.model.place_memory(cache, a as i64, &kv)?;
             reused += (b - a).saturating_sub(head) as u64;
         }
@@ -70,47 +99,62 @@ impl Scheduler {
     /// Advances the first WarmMemories job by up to one prefill budget of memory tokens
     /// (at least one memory), answering it when it is done.
     pub(super) fn warm_some(&mut self) {
-        let Some((job, next, cached)) = self.warming.front_mut() else { return };
-        if job.tx.is_closed() {
-            self.warming.pop_front();
+        let Some(mut w) = self.warming.pop_front() else { return };
+        if w.job.tx.is_closed() {
             return;
         }
-        let (mut at, mut now_cached) = (*next, *cached);
+        match self.warm_step(&mut w) {
+            Ok(true) => {
+                tracing::debug!(memories = w.job.memories.len(), cached = w.cached, bytes = self.memories.bytes(), "memories warmed");
+                let _ = w.job.tx.send(Ok((w.cached, self.memories.bytes())));
+            }
+            Ok(false) => self.warming.push_front(w),
+            Err(err) => {
+                tracing::error!(error = %err, "warming memories failed");
+                let _ = w.job.tx.send(Err(err.into()));
+            }
+        }
+    }
+
+    /// One piece of a WarmMemories job; true when the job is done.
+    fn warm_step(&mut self, w: &mut Warming) -> memgpt_models::Result<bool> {
+        let prefix = match w.prefix.take() {
+            Some(states) => states,
+            None => {
+                let c = &self.model.config;
+                let mut states = KvCache::uninit(c.n_layer, 1, c.n_head_kv, w.job.prefix.len() as i64, c.head_dim, self.model.kind, self.model.device);
+                // The prefix cache leaves a prompt's last token to compute: offer one more.
+                let probe: Vec<u32> = w.job.prefix.iter().copied().chain([0]).collect();
+                let filled = self.prefix.fill(&probe, &mut states);
+                self.compute_prefix(&w.job.prefix, &mut states, filled)?;
+                states
+            }
+        };
         let budget = self.config.max_batch_prefill_tokens;
         let mut batch: Vec<(u64, Vec<u32>)> = Vec::new();
         let mut tokens = 0;
-        while at < job.memories.len() && (batch.is_empty() || tokens + job.memories[at].1.len() <= budget) {
-            let (key, ref toks) = job.memories[at];
-            at += 1;
+        while w.next < w.job.memories.len() && (batch.is_empty() || tokens + w.job.memories[w.next].1.len() <= budget) {
+            let (memory, ref toks) = w.job.memories[w.next];
+            let key = scoped_key(&w.job.prefix, memory);
+            w.next += 1;
             if self.memories.get(key, toks).is_some() {
                 self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
-                now_cached += 1;
+                w.cached += 1;
             } else if !batch.iter().any(|(k, _)| *k == key) {
                 tokens += toks.len();
                 batch.push((key, toks.clone()));
             }
         }
-        let done = at == job.memories.len();
         let refs: Vec<(u64, &[u32])> = batch.iter().map(|(k, t)| (*k, t.as_slice())).collect();
-        let outcome = if refs.is_empty() { Ok(Vec::new()) } else { self.compute_memories(&refs) };
-        self.stats.memory_misses.fetch_add(refs.len() as u64, Ordering::Relaxed);
-        match outcome {
-            Ok(states) => {
-                now_cached += states.iter().filter(|(_, cached)| *cached).count() as u32;
-                if done {
-                    let (job, _, _) = self.warming.pop_front().expect("the job being warmed");
-                    tracing::debug!(memories = job.memories.len(), cached = now_cached, bytes = self.memories.bytes(), "memories warmed");
-                    let _ = job.tx.send(Ok((now_cached, self.memories.bytes())));
-                } else if let Some(front) = self.warming.front_mut() {
-                    front.1 = at;
-                    front.2 = now_cached;
-                }
-            }
-            Err(err) => {
-                let (job, _, _) = self.warming.pop_front().expect("the job being warmed");
-                tracing::error!(error = %err, "warming memories failed");
-                let _ = job.tx.send(Err(err.into()));
-            }
+        if !refs.is_empty() {
+            self.stats.memory_misses.fetch_add(refs.len() as u64, Ordering::Relaxed);
+            let states = self.compute_memories(&prefix, &refs)?;
+            w.cached += states.iter().filter(|(_, cached)| *cached).count() as u32;
         }
+        let done = w.next == w.job.memories.len();
+        if !done {
+            w.prefix = Some(prefix);
+        }
+        Ok(done)
     }
 }

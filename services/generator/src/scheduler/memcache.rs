@@ -1,5 +1,6 @@
-//! The memory-KV cache of the `fused` attend mode: each memory's states computed alone from
-//! position 0, keyed by a hash of its id and text (the model is the engine's own), held on the
+//! The memory-KV cache of the `fused` attend mode: each memory's states computed after the
+//! prompt's prefix (system prompt) without the other memories, keyed by a hash of the prefix's
+//! tokens and the memory's id and text (the model is the engine's own), held on the
 //! model's device under a byte budget, least recently used first out. An entry's tokens are
 //! compared on every hit, so a hash collision is a miss, never a wrong memory.
 
@@ -10,11 +11,20 @@ use std::sync::Arc;
 
 use memgpt_models::fused::MemoryKv;
 
-/// The cache key of a memory: its id and a hash of its text.
+/// The key of a memory: its id and a hash of its text.
 pub fn memory_key(id: &str, text: &str) -> u64 {
     let mut h = DefaultHasher::new();
     id.hash(&mut h);
     text.hash(&mut h);
+    h.finish()
+}
+
+/// The cache key of a memory's states computed after `prefix` (the prompt's tokens before the
+/// memories: the same memory after another system prompt has other states).
+pub fn scoped_key(prefix: &[u32], memory: u64) -> u64 {
+    let mut h = DefaultHasher::new();
+    prefix.hash(&mut h);
+    memory.hash(&mut h);
     h.finish()
 }
 
@@ -103,7 +113,7 @@ mod tests {
     /// States of `tokens` tokens: 2 layers, 1 head of width 4, f32 (64 bytes per token).
     fn kv(first: u32, tokens: usize) -> Arc<MemoryKv> {
         let t = || Tensor::zeros([1, 1, tokens as i64, 4], (Kind::Float, tch::Device::Cpu));
-        Arc::new(MemoryKv { tokens: (first..first + tokens as u32).collect(), keys: vec![t(), t()], values: vec![t(), t()] })
+        Arc::new(MemoryKv { tokens: (first..first + tokens as u32).collect(), base: 0, keys: vec![t(), t()], values: vec![t(), t()] })
     }
 
     #[test]

@@ -106,7 +106,9 @@ pub struct Job {
 
 /// A WarmMemories call: memories (cache key and segment tokens) whose states to compute.
 pub struct WarmJob {
-    /// Cache key and tokens of each memory.
+    /// Prompt tokens before the memories (BOS and the system prompt's start).
+    pub prefix: Vec<u32>,
+    /// Key ([`memcache::memory_key`]) and tokens of each memory.
     pub memories: Vec<(u64, Vec<u32>)>,
     /// Where the outcome goes: memories now cached, and the cache's bytes.
     pub tx: tokio::sync::oneshot::Sender<Result<(u32, u64)>>,

@@ -75,7 +75,7 @@ async fn warmed_memories_are_hits_and_the_cache_never_exceeds_its_budget() {
     const BUDGET: u64 = 8_000_000;
     let addr = spawn(config(&["--memory-cache-bytes", &BUDGET.to_string()]));
     let mut c = client(addr).await;
-    let r = c.warm_memories(pb::WarmMemoriesRequest { memories: vec![memory("lighthouse.md#0", LIGHTHOUSE), memory("bakery.md#0", BAKERY)] }).await.unwrap().into_inner();
+    let r = c.warm_memories(pb::WarmMemoriesRequest { memories: vec![memory("lighthouse.md#0", LIGHTHOUSE), memory("bakery.md#0", BAKERY)], system: String::new() }).await.unwrap().into_inner();
     assert_eq!(r.cached, 2);
     assert!(r.bytes > 0 && r.bytes <= BUDGET);
     let (_, last) = collect(&mut c, ask(pb::AttendMode::Fused, &[("lighthouse.md#0", LIGHTHOUSE), ("bakery.md#0", BAKERY)])).await.unwrap();
@@ -85,7 +85,7 @@ async fn warmed_memories_are_hits_and_the_cache_never_exceeds_its_budget() {
     // Fill far past the budget: bytes stay within it, the oldest are evicted.
     let many: Vec<pb::Memory> = (0..24).map(|i| memory(&format!("note.md#{i}"), &format!("Note {i}: {RIVER} {BAKERY}"))).collect();
     for chunk in many.chunks(6) {
-        let r = c.warm_memories(pb::WarmMemoriesRequest { memories: chunk.to_vec() }).await.unwrap().into_inner();
+        let r = c.warm_memories(pb::WarmMemoriesRequest { memories: chunk.to_vec(), system: String::new() }).await.unwrap().into_inner();
         assert!(r.bytes <= BUDGET, "{} bytes over the budget {BUDGET}", r.bytes);
     }
     let info = info_until(&mut c, Duration::from_secs(5), |i| i.memory_cache_evictions > 0).await;

@@ -65,7 +65,7 @@ async fn bad_requests_are_refused_naming_the_field() {
         ("an oversized text", vec![memory("a", &"z".repeat(9 * 1024))], "`memories[0].text`"),
     ];
     for (name, memories, field) in warm_cases {
-        let status = c.warm_memories(pb::WarmMemoriesRequest { memories }).await.expect_err(name);
+        let status = c.warm_memories(pb::WarmMemoriesRequest { memories, system: String::new() }).await.expect_err(name);
         assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
         assert!(status.message().contains(field), "{name}: {:?} does not name {field}", status.message());
     }
