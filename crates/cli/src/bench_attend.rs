@@ -97,23 +97,9 @@ pub fn attend(args: AttendBench) -> anyhow::Result<()> {
         .collect();
     anyhow::ensure!(pool.len() >= 32, "{} holds fewer than 32 paragraphs", args.data.display());
     let questions: Vec<String> = squad.questions.iter().map(|q| q.question.clone()).collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let data = tempfile::tempdir()?;
-        let (addr, stack) = match &args.addr {
-            Some(a) => (a.clone(), None),
-            None => {
-                let serve = crate::serve::ServeArgs::loopback(data.path().to_path_buf(), args.model.models_dir.clone(), args.model.threads);
-                let stack = crate::serve::start(&serve).await?;
-                (stack.url(), Some(stack))
-            }
-        };
+    crate::serve::against(args.addr.as_deref(), &args.model, |_| {}, |addr| async {
         let client = ClientArgs { addr, api_key: args.api_key.clone(), ca_cert: None };
-        let outcome = run(&args, &pool, &questions, &client).await;
-        if let Some(stack) = stack {
-            stack.shutdown().await?;
-        }
-        outcome
+        run(&args, &pool, &questions, &client).await
     })
 }
 

@@ -100,24 +100,9 @@ pub fn attend(args: AttendArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.addr.is_none() || args.recompute_head_tokens.is_none(), "--recompute-head-tokens configures the in-process generator; set it on the server given by --addr");
     let squad = Squad::load(&args.data)?;
     let questions = squad.subset(if args.all { usize::MAX } else { args.questions });
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let data = tempfile::tempdir()?;
-        let (addr, stack) = match &args.addr {
-            Some(a) => (a.clone(), None),
-            None => {
-                let mut serve = crate::serve::ServeArgs::loopback(data.path().to_path_buf(), args.model.models_dir.clone(), args.model.threads);
-                serve.recompute_head_tokens = args.recompute_head_tokens;
-                let stack = crate::serve::start(&serve).await?;
-                (stack.url(), Some(stack))
-            }
-        };
+    crate::serve::against(args.addr.as_deref(), &args.model, |serve| serve.recompute_head_tokens = args.recompute_head_tokens, |addr| async {
         let client = ClientArgs { addr, api_key: args.api_key.clone(), ca_cert: None };
-        let outcome = run(&args, &squad, &questions, &client).await;
-        if let Some(stack) = stack {
-            stack.shutdown().await?;
-        }
-        outcome
+        run(&args, &squad, &questions, &client).await
     })
 }
 

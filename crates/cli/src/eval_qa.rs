@@ -69,23 +69,9 @@ pub fn qa(args: QaArgs) -> anyhow::Result<()> {
     for m in &args.modes {
         anyhow::ensure!(m == "concat" || m == "fused", "--modes: `{m}` is not an attend mode (concat, fused)");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let data = tempfile::tempdir()?;
-        let (addr, stack) = match &args.addr {
-            Some(a) => (a.clone(), None),
-            None => {
-                let serve = crate::serve::ServeArgs::loopback(data.path().to_path_buf(), args.model.models_dir.clone(), args.model.threads);
-                let stack = crate::serve::start(&serve).await?;
-                (stack.url(), Some(stack))
-            }
-        };
+    crate::serve::against(args.addr.as_deref(), &args.model, |_| {}, |addr| async {
         let client = ClientArgs { addr, api_key: args.api_key.clone(), ca_cert: None };
-        let outcome = run(&args, &squad, &questions, &own, &client).await;
-        if let Some(stack) = stack {
-            stack.shutdown().await?;
-        }
-        let results = outcome?;
+        let results = run(&args, &squad, &questions, &own, &client).await?;
         let n = questions.len() as f64;
         println!("questions {}", questions.len());
         println!("paragraphs {}", own.len());

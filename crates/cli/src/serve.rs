@@ -253,3 +253,28 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stack.shutdown().await
     })
 }
+
+/// Runs `job` on a new runtime against `addr`, or without one against an in-process stack
+/// (`configure` adjusts its loopback options; its data lives in a temporary folder), which is
+/// stopped afterwards whatever the job's outcome.
+pub fn against<T, F, Fut>(addr: Option<&str>, model: &crate::ModelArgs, configure: impl FnOnce(&mut ServeArgs), job: F) -> anyhow::Result<T>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match addr {
+            Some(a) => job(a.to_string()).await,
+            None => {
+                let data = tempfile::tempdir()?;
+                let mut serve = ServeArgs::loopback(data.path().to_path_buf(), model.models_dir.clone(), model.threads);
+                configure(&mut serve);
+                let stack = start(&serve).await?;
+                let outcome = job(stack.url()).await;
+                stack.shutdown().await?;
+                outcome
+            }
+        }
+    })
+}
