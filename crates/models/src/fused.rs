@@ -52,7 +52,7 @@ impl Llama {
             .iter()
             .map(|m| KvCache::uninit(c.n_layer, 1, c.n_head_kv, m.len() as i64, c.head_dim, self.kind, self.device))
             .collect();
-        let mut steps: Vec<SeqStep<'_>> = memories.iter().zip(caches.iter_mut()).map(|(m, cache)| SeqStep { tokens: m, cache, spans: &[] }).collect();
+        let mut steps: Vec<SeqStep<'_>> = memories.iter().zip(caches.iter_mut()).map(|(m, cache)| SeqStep { tokens: m, cache, spans: &[], positions: None }).collect();
         self.forward_ragged(&mut steps, 1)?;
         drop(steps);
         Ok(memories
@@ -82,7 +82,7 @@ impl Llama {
                 cache
             })
             .collect();
-        let mut steps: Vec<SeqStep<'_>> = memories.iter().zip(caches.iter_mut()).map(|(m, cache)| SeqStep { tokens: m, cache, spans: &[] }).collect();
+        let mut steps: Vec<SeqStep<'_>> = memories.iter().zip(caches.iter_mut()).map(|(m, cache)| SeqStep { tokens: m, cache, spans: &[], positions: None }).collect();
         self.forward_ragged(&mut steps, 1)?;
         drop(steps);
         Ok(memories

@@ -99,6 +99,14 @@ impl KvCache {
         (self.keys[layer].narrow(2, 0, start + t), self.values[layer].narrow(2, 0, start + t))
     }
 
+    /// Writes `k` and `v` ([B, H, T, D]) of `layer` at the positions `index` ([T]) and returns
+    /// the views `[.., 0..end, ..]` of keys and values.
+    pub(crate) fn scatter(&mut self, layer: usize, k: &Tensor, v: &Tensor, index: &Tensor, end: i64) -> (Tensor, Tensor) {
+        let _ = self.keys[layer].index_copy_(2, index, k);
+        let _ = self.values[layer].index_copy_(2, index, v);
+        (self.keys[layer].narrow(2, 0, end), self.values[layer].narrow(2, 0, end))
+    }
+
     pub(crate) fn set_len(&mut self, len: i64) {
         self.len = len;
     }

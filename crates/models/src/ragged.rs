@@ -20,6 +20,11 @@ pub struct SeqStep<'a> {
     /// Key-position ranges `[start, end)` whose attention from the last new token is
     /// reported (memory spans); empty for none.
     pub spans: &'a [(i64, i64)],
+    /// Positions of the tokens when they are not the ones right after the cache's filled
+    /// part: ascending, at or beyond the filled length, within the capacity. The positions
+    /// between them must hold states already (laid in); each token attends to every position
+    /// up to its own. None: `cache.len()..cache.len() + tokens`.
+    pub positions: Option<&'a [i64]>,
 }
 
 /// What a ragged step returns.
@@ -42,9 +47,19 @@ impl Llama {
         let mut ids = Vec::new();
         let mut positions = Vec::new();
         let mut starts = Vec::with_capacity(seqs.len());
+        let mut ends = Vec::with_capacity(seqs.len());
         for s in seqs.iter() {
             let start = s.cache.len();
-            let end = start + s.tokens.len() as i64;
+            let (first, end) = match s.positions {
+                None => (start, start + s.tokens.len() as i64),
+                Some(p) => {
+                    let ordered = p.len() == s.tokens.len() && p.windows(2).all(|w| w[0] < w[1]);
+                    if !ordered || p[0] < start {
+                        return Err(ModelError::InvalidInput { field: "positions".into(), reason: "must be one per token, ascending, at or beyond the filled length".into() });
+                    }
+                    (p[0], p[p.len() - 1] + 1)
+                }
+            };
             if end > s.cache.capacity() || end > c.context_length {
                 return Err(ModelError::InvalidInput {
                     field: "tokens".into(),
@@ -52,8 +67,12 @@ impl Llama {
                 });
             }
             ids.extend(s.tokens.iter().map(|&t| t as i64));
-            positions.extend(start..end);
-            starts.push(start);
+            match s.positions {
+                None => positions.extend(start..end),
+                Some(p) => positions.extend_from_slice(p),
+            }
+            starts.push(first);
+            ends.push(end);
         }
         let n = ids.len() as i64;
         let device = self.device;
@@ -61,6 +80,14 @@ impl Llama {
         let positions = Tensor::from_slice(&positions).view([1, n]).to_device(device);
         let mut x = self.embed.index_select(0, &tokens).view([1, n, c.n_embd]);
         let rope = self.rope_at(&positions);
+        // Cache slots of scattered tokens, per sequence (empty tensors for contiguous ones).
+        let pos_index: Vec<Tensor> = seqs
+            .iter()
+            .map(|s| match s.positions {
+                Some(p) => Tensor::from_slice(p).to_device(device),
+                None => Tensor::empty([0], (Kind::Int64, device)),
+            })
+            .collect();
         let n_layer = self.layers.len();
         let attributed = attribution_layers.clamp(1, n_layer);
         let mut shares: Vec<Vec<f32>> = seqs.iter().map(|s| vec![0.0; s.spans.len()]).collect();
@@ -79,14 +106,23 @@ impl Llama {
                 let t = s.tokens.len() as i64;
                 let start = starts[si];
                 let qi = q.narrow(2, offset, t);
-                let (keys, values) = s.cache.append(li, &k.narrow(2, offset, t), &v.narrow(2, offset, t), start);
-                let out = if t == 1 || start == 0 {
+                let end = ends[si];
+                let contiguous = s.positions.is_none() || end - start == t;
+                let (keys, values) = if contiguous {
+                    s.cache.append(li, &k.narrow(2, offset, t), &v.narrow(2, offset, t), start)
+                } else {
+                    s.cache.scatter(li, &k.narrow(2, offset, t), &v.narrow(2, offset, t), &pos_index[si], end)
+                };
+                let out = if t == 1 || (start == 0 && contiguous) {
                     // One query sees every key; a fresh prompt is plain causal.
                     Tensor::scaled_dot_product_attention(&qi, &keys, &values, None::<&Tensor>, 0.0, t > 1, None, true)
                 } else {
-                    let q_pos = Tensor::arange_start(start, start + t, (Kind::Int64, device)).unsqueeze(1);
-                    let k_pos = Tensor::arange(start + t, (Kind::Int64, device)).unsqueeze(0);
-                    let mask = k_pos.le_tensor(&q_pos).view([1, 1, t, start + t]);
+                    let q_pos = match &s.positions {
+                        Some(_) if !contiguous => pos_index[si].unsqueeze(1),
+                        _ => Tensor::arange_start(start, start + t, (Kind::Int64, device)).unsqueeze(1),
+                    };
+                    let k_pos = Tensor::arange(end, (Kind::Int64, device)).unsqueeze(0);
+                    let mask = k_pos.le_tensor(&q_pos).view([1, 1, t, end]);
                     Tensor::scaled_dot_product_attention(&qi, &keys, &values, Some(&mask), 0.0, false, None, true)
                 };
                 if !s.spans.is_empty() && li >= n_layer - attributed {
@@ -94,7 +130,7 @@ impl Llama {
                     let keys = keys.to_kind(Kind::Float).repeat_interleave_self_int(group, Some(1), None::<i64>);
                     let probs = (last.matmul(&keys.transpose(-1, -2)) * scale).softmax(-1, Kind::Float).mean_dim(1, false, Kind::Float).view([-1]);
                     for (j, &(a, b)) in s.spans.iter().enumerate() {
-                        let (a, b) = (a.clamp(0, start + t), b.clamp(0, start + t));
+                        let (a, b) = (a.clamp(0, end), b.clamp(0, end));
                         if b > a {
                             shares[si][j] += probs.narrow(0, a, b - a).sum(Kind::Float).double_value(&[]) as f32 / attributed as f32;
                         }
@@ -114,7 +150,7 @@ impl Llama {
         let mut offset = 0;
         for (si, s) in seqs.iter_mut().enumerate() {
             let t = s.tokens.len() as i64;
-            s.cache.set_len(starts[si] + t);
+            s.cache.set_len(ends[si]);
             offset += t;
             last.push(offset - 1);
         }

@@ -55,10 +55,10 @@ fn states_computed_after_a_prefix_are_exact_where_the_prefix_really_precedes_the
     let memory = d.tokenizer.encode("\n\nThe ferry to Port Carrow leaves at 7:15 from pier 4.").unwrap();
     let mut whole = d.model.new_cache(1, 64);
     let both: Vec<u32> = prefix.iter().chain(&memory).copied().collect();
-    let mut step = [memgpt_models::ragged::SeqStep { tokens: &both, cache: &mut whole, spans: &[] }];
+    let mut step = [memgpt_models::ragged::SeqStep { tokens: &both, cache: &mut whole, spans: &[], positions: None }];
     d.model.forward_ragged(&mut step, 1).unwrap();
     let mut head = d.model.new_cache(1, 64);
-    let mut step = [memgpt_models::ragged::SeqStep { tokens: &prefix, cache: &mut head, spans: &[] }];
+    let mut step = [memgpt_models::ragged::SeqStep { tokens: &prefix, cache: &mut head, spans: &[], positions: None }];
     d.model.forward_ragged(&mut step, 1).unwrap();
     let kv = d.model.memory_kv_after(&head, &[&memory]).unwrap().remove(0);
     assert_eq!(kv.base, prefix.len() as i64);
@@ -100,4 +100,33 @@ fn fused_plan_computes_the_prefix_gap_each_memory_head_and_the_tail() {
     // Recomputing every memory token is plain prefill.
     assert_eq!(fused_plan(0, &spans, 1000, 65, 80), vec![(0, 80)]);
     assert_eq!(fused_plan(0, &[], 4, 10, 12), vec![(0, 12)]);
+}
+
+#[test]
+fn scattered_positions_recompute_tokens_in_place_around_laid_in_states() {
+    let _guard = tch::no_grad_guard();
+    let d = decoder();
+    let tokens = d.tokenizer.encode("The ferry to Port Carrow leaves at 7:15 every morning from pier 4, and the museum opens at ten.").unwrap();
+    let n = tokens.len() as i64;
+    let mut whole = d.model.new_cache(1, 64);
+    let mut step = [memgpt_models::ragged::SeqStep { tokens: &tokens, cache: &mut whole, spans: &[], positions: None }];
+    let reference = d.model.forward_ragged(&mut step, 1).unwrap().logits;
+    // Every state laid in, the first 5 filled; then positions 5, 6, 12, 13 and the last are
+    // computed in one step, each attending to everything up to its own position.
+    let (keys, values) = whole.read(0, n);
+    let mut laid = d.model.new_cache(1, 64);
+    laid.put(0, &keys, &values);
+    laid.set_filled(5);
+    let positions: Vec<i64> = vec![5, 6, 12, 13, n - 1];
+    let picked: Vec<u32> = positions.iter().map(|&p| tokens[p as usize]).collect();
+    let mut step = [memgpt_models::ragged::SeqStep { tokens: &picked, cache: &mut laid, spans: &[(0, 5)], positions: Some(&positions) }];
+    let out = d.model.forward_ragged(&mut step, 1).unwrap();
+    assert_eq!(laid.len(), n);
+    assert!(max_diff(&out.logits, &reference) < 1e-3, "logits differ by {}", max_diff(&out.logits, &reference));
+    for layer in 0..laid.layers() {
+        assert!(max_diff(&laid.keys(layer), &whole.keys(layer)) < 1e-3, "layer {layer} keys");
+    }
+    // Positions behind the filled part are refused.
+    let mut step = [memgpt_models::ragged::SeqStep { tokens: &picked[..1], cache: &mut laid, spans: &[], positions: Some(&[3]) }];
+    assert!(d.model.forward_ragged(&mut step, 1).is_err());
 }

@@ -32,7 +32,7 @@ pub(super) fn warm_up(decoder: &Decoder) -> memgpt_models::Result<()> {
     let mut cache = KvCache::uninit(c.n_layer, 1, c.n_head_kv, 8, c.head_dim, decoder.model.kind, decoder.model.device);
     let tokens = decoder.tokenizer.encode("Hello")?;
     let tokens = if tokens.is_empty() { vec![0] } else { tokens };
-    let mut step = [SeqStep { tokens: &tokens[..tokens.len().min(4)], cache: &mut cache, spans: &[] }];
+    let mut step = [SeqStep { tokens: &tokens[..tokens.len().min(4)], cache: &mut cache, spans: &[], positions: None }];
     decoder.model.forward_ragged(&mut step, 1)?;
     Ok(())
 }
@@ -230,31 +230,45 @@ impl Scheduler {
     /// One ragged step over the running batch.
     fn step(&mut self) -> memgpt_models::Result<()> {
         let mut budget = self.config.max_batch_prefill_tokens;
-        let mut rows = Vec::new(); // (sequence index, emits a token)
-        let mut steps = Vec::new();
+        // Per sequence in the step: its index, new tokens, their positions when they are not
+        // the ones right after the cache (fused mode: several ranges around laid-in memory
+        // states, computed together), and whether it emits a token.
+        let mut chunks: Vec<(usize, Vec<u32>, Option<Vec<i64>>, bool)> = Vec::new();
         for (i, seq) in self.running.iter_mut().enumerate() {
             let Seq { job, cache, pending, input, .. } = seq;
-            let (tokens, emits): (&[u32], bool) = match pending.front_mut() {
-                None => (&input[..], true),
-                Some(_) if budget == 0 => continue,
-                Some((from, to)) => {
-                    // Positions before `from` that were laid in (memory states) become visible.
-                    if cache.len() < *from as i64 {
-                        cache.set_filled(*from as i64);
-                    }
-                    let chunk = (*to - *from).min(budget);
-                    budget -= chunk;
-                    let tokens = &job.prompt[*from..*from + chunk];
-                    *from += chunk;
-                    if *from == *to {
-                        pending.pop_front();
-                    }
-                    (tokens, pending.is_empty())
+            if pending.is_empty() {
+                chunks.push((i, input.to_vec(), None, true));
+                continue;
+            }
+            let (mut tokens, mut positions) = (Vec::new(), Vec::new());
+            while let Some((from, to)) = pending.front_mut() {
+                if budget == 0 {
+                    break;
                 }
-            };
-            let spans: &[(i64, i64)] = if emits { &job.spans } else { &[] };
-            rows.push((i, emits));
-            steps.push(SeqStep { tokens, cache, spans });
+                let n = (*to - *from).min(budget);
+                budget -= n;
+                tokens.extend_from_slice(&job.prompt[*from..*from + n]);
+                positions.extend(*from as i64..(*from + n) as i64);
+                *from += n;
+                if *from < *to {
+                    break;
+                }
+                pending.pop_front();
+            }
+            if tokens.is_empty() {
+                continue;
+            }
+            let contiguous = positions[0] == cache.len() && positions[positions.len() - 1] - positions[0] + 1 == positions.len() as i64;
+            chunks.push((i, tokens, (!contiguous).then_some(positions), pending.is_empty()));
+        }
+        let rows: Vec<(usize, bool)> = chunks.iter().map(|c| (c.0, c.3)).collect();
+        let mut steps = Vec::with_capacity(chunks.len());
+        let mut next = chunks.iter().peekable();
+        for (i, seq) in self.running.iter_mut().enumerate() {
+            let Some((_, tokens, positions, emits)) = next.next_if(|c| c.0 == i) else { continue };
+            let Seq { job, cache, .. } = seq;
+            let spans: &[(i64, i64)] = if *emits { &job.spans } else { &[] };
+            steps.push(SeqStep { tokens, cache, spans, positions: positions.as_deref() });
         }
         let out = self.model.forward_ragged(&mut steps, self.config.attribution_layers)?;
         drop(steps);

@@ -34,7 +34,7 @@ impl Scheduler {
     /// filled, from the prefix cache).
     fn compute_prefix(&self, prefix: &[u32], cache: &mut KvCache, computed: usize) -> memgpt_models::Result<()> {
         if computed < prefix.len() {
-            let mut step = [SeqStep { tokens: &prefix[computed..], cache, spans: &[] }];
+            let mut step = [SeqStep { tokens: &prefix[computed..], cache, spans: &[], positions: None }];
             self.model.forward_ragged(&mut step, 1)?;
         }
         Ok(())
