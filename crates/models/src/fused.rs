@@ -44,25 +44,9 @@ impl MemoryKv {
 impl Llama {
     /// The states of each token list computed alone from position 0, all in one ragged step.
     pub fn memory_kv(&self, memories: &[&[u32]]) -> Result<Vec<MemoryKv>> {
-        if memories.is_empty() {
-            return Ok(Vec::new());
-        }
         let c = &self.config;
-        let mut caches: Vec<KvCache> = memories
-            .iter()
-            .map(|m| KvCache::uninit(c.n_layer, 1, c.n_head_kv, m.len() as i64, c.head_dim, self.kind, self.device))
-            .collect();
-        let mut steps: Vec<SeqStep<'_>> = memories.iter().zip(caches.iter_mut()).map(|(m, cache)| SeqStep { tokens: m, cache, spans: &[], positions: None }).collect();
-        self.forward_ragged(&mut steps, 1)?;
-        drop(steps);
-        Ok(memories
-            .iter()
-            .zip(caches)
-            .map(|(m, cache)| {
-                let layers = cache.layers();
-                MemoryKv { tokens: m.to_vec(), base: 0, keys: (0..layers).map(|l| cache.keys(l)).collect(), values: (0..layers).map(|l| cache.values(l)).collect() }
-            })
-            .collect())
+        let empty = KvCache::uninit(c.n_layer, 1, c.n_head_kv, 0, c.head_dim, self.kind, self.device);
+        self.memory_kv_after(&empty, memories)
     }
 
     /// The states of each token list computed right after the states `prefix` holds (all in
@@ -78,7 +62,9 @@ impl Llama {
             .iter()
             .map(|m| {
                 let mut cache = KvCache::uninit(c.n_layer, 1, c.n_head_kv, base + m.len() as i64, c.head_dim, self.kind, self.device);
-                cache.write(0, &pk, &pv);
+                if base > 0 {
+                    cache.write(0, &pk, &pv);
+                }
                 cache
             })
             .collect();
@@ -98,13 +84,18 @@ impl Llama {
     /// Keys (`[.., T, head_dim]`, rotated to some positions `p`) rotated further by `offset`,
     /// to positions `p + offset`. The rotation's cos and sin are computed in f64.
     pub fn rotate_keys(&self, keys: &Tensor, offset: i64) -> Tensor {
+        self.rope(keys, &self.rotation(offset, keys.kind(), keys.device()))
+    }
+
+    /// cos and sin (`[head_dim]`) of the rotation by `offset` positions, computed in f64.
+    fn rotation(&self, offset: i64, kind: tch::Kind, device: tch::Device) -> (Tensor, Tensor) {
         let angles: Vec<f64> = inv_freq(&self.config).iter().map(|f| offset as f64 * f).collect();
         let table = |g: fn(f64) -> f64| {
             let half: Vec<f64> = angles.iter().map(|&a| g(a)).collect();
             let full = [half.as_slice(), half.as_slice()].concat();
-            Tensor::from_slice(&full).to_kind(keys.kind()).to_device(keys.device())
+            Tensor::from_slice(&full).to_kind(kind).to_device(device)
         };
-        self.rope(keys, &(table(f64::cos), table(f64::sin)))
+        (table(f64::cos), table(f64::sin))
     }
 
     /// Lays `memory` into `cache` at positions `at..at + len`: keys rotated by `at - base`,
@@ -117,7 +108,9 @@ impl Llama {
                 reason: format!("positions {at}..{end} exceed the KV cache capacity {} or the context length {}", cache.capacity(), self.config.context_length),
             });
         }
-        let keys: Vec<Tensor> = memory.keys.iter().map(|k| self.rotate_keys(k, at - memory.base).to_kind(self.kind)).collect();
+        // One rotation for every layer.
+        let rotation = self.rotation(at - memory.base, self.kind, self.device);
+        let keys: Vec<Tensor> = memory.keys.iter().map(|k| self.rope(&k.to_kind(self.kind), &rotation)).collect();
         cache.put(at, &keys, &memory.values);
         Ok(())
     }
