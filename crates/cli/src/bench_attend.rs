@@ -41,6 +41,10 @@ pub struct AttendBench {
     /// Words kept of each paragraph.
     #[arg(long, default_value_t = 96)]
     memory_words: usize,
+    /// Fused passes, one per recompute ratio (comma-separated; default: one pass at the
+    /// generator's own ratio), each against the same concat runs.
+    #[arg(long, value_delimiter = ',')]
+    recompute_ratio: Vec<f32>,
     /// Tokens generated per request.
     #[arg(long, default_value_t = 16)]
     max_new_tokens: u32,
@@ -51,18 +55,30 @@ pub struct AttendBench {
 /// Paragraphs in the memory pool (all warmed before the fused runs).
 const POOL: usize = 64;
 
+/// A mode and, for fused, the recompute ratio sent (None: the generator's).
+type Pass = (gen::AttendMode, Option<f32>);
+
+fn name((mode, ratio): Pass) -> String {
+    match (mode, ratio) {
+        (gen::AttendMode::Fused, Some(r)) => format!("fused@{r}"),
+        (gen::AttendMode::Fused, None) => "fused".into(),
+        _ => "concat".into(),
+    }
+}
+
 struct Sample {
     ttft_ms: f64,
     e2e_ms: f64,
     prompt_tokens: u32,
 }
 
-async fn one(mut client: Generator, question: String, memories: Vec<gen::Memory>, mode: gen::AttendMode, max_new: u32) -> Result<Sample, tonic::Status> {
+async fn one(mut client: Generator, question: String, memories: Vec<gen::Memory>, (mode, recompute_ratio): Pass, max_new: u32) -> Result<Sample, tonic::Status> {
     let started = Instant::now();
     let req = gen::GenerateRequest {
         prompt: question,
         memories,
         attend_mode: mode as i32,
+        recompute_ratio,
         params: Some(gen::SamplingParams { max_new_tokens: Some(max_new), temperature: Some(0.0), ..Default::default() }),
         ..Default::default()
     };
@@ -108,21 +124,26 @@ async fn run(args: &AttendBench, pool: &[gen::Memory], questions: &[String], cli
     let warm = generator.clone().warm_memories(gen::WarmMemoriesRequest { memories: pool.to_vec(), system: String::new() }).await.map_err(|s| anyhow::anyhow!("warm: {}", describe(&s)))?.into_inner();
     anyhow::ensure!(warm.cached as usize == pool.len(), "only {} of {} memories fit the memory-KV cache; raise its budget", warm.cached, pool.len());
     eprintln!("warmed {} memories ({} MiB)", warm.cached, warm.bytes >> 20);
-    // Warm-up: one request per mode.
-    for mode in [gen::AttendMode::Concat, gen::AttendMode::Fused] {
-        one(generator.clone(), questions[0].clone(), pool[..4].to_vec(), mode, 4).await.map_err(|s| anyhow::anyhow!("warm-up: {}", describe(&s)))?;
+    let mut passes: Vec<Pass> = vec![(gen::AttendMode::Concat, None)];
+    match args.recompute_ratio.as_slice() {
+        [] => passes.push((gen::AttendMode::Fused, None)),
+        ratios => passes.extend(ratios.iter().map(|&r| (gen::AttendMode::Fused, Some(r)))),
     }
-    println!("{:>8} {:>7} {:>13} {:>13} {:>8} {:>13} {:>13} {:>8} {:>14}", "memories", "streams", "ttft concat", "ttft fused", "ratio", "e2e concat", "e2e fused", "ratio", "prefill saved");
+    // Warm-up: one request per pass.
+    for &pass in &passes {
+        one(generator.clone(), questions[0].clone(), pool[..4].to_vec(), pass, 4).await.map_err(|s| anyhow::anyhow!("warm-up: {}", describe(&s)))?;
+    }
+    println!("{:>8} {:>7} {:>10} {:>13} {:>13} {:>8} {:>13} {:>13} {:>8} {:>14}", "memories", "streams", "fused", "ttft concat", "ttft fused", "ratio", "e2e concat", "e2e fused", "ratio", "prefill saved");
     let mut serial = 0u64;
     for &n in &args.memories {
         for &streams in &args.streams {
             let count = if streams == 1 { args.requests } else { streams };
-            let mut ttft = [Vec::new(), Vec::new()];
-            let mut e2e = [Vec::new(), Vec::new()];
-            let mut tokens = [0u64, 0u64];
-            let mut reused = 0u64;
+            let mut ttft = vec![Vec::new(); passes.len()];
+            let mut e2e = vec![Vec::new(); passes.len()];
+            let mut tokens = vec![0u64; passes.len()];
+            let mut reused = vec![0u64; passes.len()];
             for _ in 0..args.runs {
-                for (m, mode) in [gen::AttendMode::Concat, gen::AttendMode::Fused].into_iter().enumerate() {
+                for (m, &pass) in passes.iter().enumerate() {
                     let before = generator.clone().info(gen::InfoRequest {}).await?.into_inner().memory_tokens_reused;
                     let reqs: Vec<_> = (0..count)
                         .map(|_| {
@@ -131,31 +152,31 @@ async fn run(args: &AttendBench, pool: &[gen::Memory], questions: &[String], cli
                             picked.sort_by_key(|i| stable_hash(&format!("{serial}|{i}")));
                             let memories = picked[..n].iter().map(|&i| pool[i].clone()).collect();
                             let question = questions[serial as usize % questions.len()].clone();
-                            one(generator.clone(), question, memories, mode, args.max_new_tokens)
+                            one(generator.clone(), question, memories, pass, args.max_new_tokens)
                         })
                         .collect();
                     let samples: Vec<_> = futures::stream::iter(reqs).buffer_unordered(streams).collect().await;
-                    let samples = samples.into_iter().collect::<Result<Vec<_>, _>>().map_err(|s| anyhow::anyhow!("{}: {}", mode.as_str_name(), describe(&s)))?;
-                    let after = generator.clone().info(gen::InfoRequest {}).await?.into_inner().memory_tokens_reused;
-                    if m == 1 {
-                        reused += after - before;
-                    }
+                    let samples = samples.into_iter().collect::<Result<Vec<_>, _>>().map_err(|s| anyhow::anyhow!("{}: {}", name(pass), describe(&s)))?;
+                    reused[m] += generator.clone().info(gen::InfoRequest {}).await?.into_inner().memory_tokens_reused - before;
                     ttft[m].push(median(samples.iter().map(|s| s.ttft_ms).collect()));
                     e2e[m].push(median(samples.iter().map(|s| s.e2e_ms).collect()));
                     tokens[m] += samples.iter().map(|s| u64::from(s.prompt_tokens)).sum::<u64>();
                 }
             }
-            let (tc, tf) = (median(ttft[0].clone()), median(ttft[1].clone()));
-            let (ec, ef) = (median(e2e[0].clone()), median(e2e[1].clone()));
-            let saved = reused as f64 / tokens[1].max(1) as f64;
-            println!("{n:>8} {streams:>7} {tc:>10.1} ms {tf:>10.1} ms {:>7.2}x {ec:>10.1} ms {ef:>10.1} ms {:>7.2}x {:>13.1}%", tc / tf, ec / ef, saved * 100.0);
-            let line = serde_json::json!({
-                "memories": n, "streams": streams, "runs": args.runs, "requests_per_run": count,
-                "ttft_ms": {"concat": tc, "fused": tf}, "e2e_ms": {"concat": ec, "fused": ef},
-                "ttft_speedup": tc / tf, "prompt_tokens_mean": tokens[0] as f64 / (count * args.runs) as f64,
-                "prefill_tokens_saved_share": saved,
-            });
-            eprintln!("{line}");
+            let (tc, ec) = (median(ttft[0].clone()), median(e2e[0].clone()));
+            for (m, &pass) in passes.iter().enumerate().skip(1) {
+                let (tf, ef) = (median(ttft[m].clone()), median(e2e[m].clone()));
+                let saved = reused[m] as f64 / tokens[m].max(1) as f64;
+                let fused = name(pass);
+                println!("{n:>8} {streams:>7} {fused:>10} {tc:>10.1} ms {tf:>10.1} ms {:>7.2}x {ec:>10.1} ms {ef:>10.1} ms {:>7.2}x {:>13.1}%", tc / tf, ec / ef, saved * 100.0);
+                let line = serde_json::json!({
+                    "memories": n, "streams": streams, "fused": fused, "runs": args.runs, "requests_per_run": count,
+                    "ttft_ms": {"concat": tc, "fused": tf}, "e2e_ms": {"concat": ec, "fused": ef},
+                    "ttft_speedup": tc / tf, "prompt_tokens_mean": tokens[0] as f64 / (count * args.runs) as f64,
+                    "prefill_tokens_saved_share": saved,
+                });
+                eprintln!("{line}");
+            }
         }
     }
     Ok(())

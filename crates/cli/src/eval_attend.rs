@@ -45,6 +45,15 @@ pub struct AttendArgs {
     /// In-process only: leading tokens of each memory recomputed in fused mode.
     #[arg(long)]
     recompute_head_tokens: Option<u32>,
+    /// Fused passes, one per ratio (comma-separated): the share of each memory's other
+    /// tokens recomputed, the most deviating ones (per request; default: one pass at the
+    /// generator's own ratio).
+    #[arg(long, value_delimiter = ',')]
+    recompute_ratio: Vec<f32>,
+    /// In-process only: bytes of memory states the generator keeps (raise it so that several
+    /// fused passes find the first pass's memories cached).
+    #[arg(long)]
+    memory_cache_bytes: Option<u64>,
     /// Also write each question's answers as JSONL to this file.
     #[arg(long)]
     answers: Option<PathBuf>,
@@ -72,11 +81,30 @@ struct Answer {
     prompt_tokens: u32,
 }
 
-async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>, mode: gen::AttendMode, max_new: u32) -> Result<Answer, tonic::Status> {
+/// One pass over the questions: a mode, and in fused mode the recompute ratio (None: the
+/// generator's).
+#[derive(Clone, Copy)]
+struct Pass {
+    mode: gen::AttendMode,
+    ratio: Option<f32>,
+}
+
+impl Pass {
+    fn name(&self) -> String {
+        match (self.mode, self.ratio) {
+            (gen::AttendMode::Fused, Some(r)) => format!("fused@{r}"),
+            (gen::AttendMode::Fused, None) => "fused".into(),
+            _ => "concat".into(),
+        }
+    }
+}
+
+async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>, pass: Pass, max_new: u32) -> Result<Answer, tonic::Status> {
     let req = gen::GenerateRequest {
         messages: vec![gen::Message { role: "system".into(), content: INSTRUCTION.into() }, gen::Message { role: "user".into(), content: q.question.clone() }],
         memories,
-        attend_mode: mode as i32,
+        attend_mode: pass.mode as i32,
+        recompute_ratio: pass.ratio,
         params: Some(gen::SamplingParams { max_new_tokens: Some(max_new), temperature: Some(0.0), stop: vec!["\n".into()], ..Default::default() }),
         ..Default::default()
     };
@@ -97,10 +125,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn attend(args: AttendArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.others < 64, "--others: {} is more than 63", args.others);
-    anyhow::ensure!(args.addr.is_none() || args.recompute_head_tokens.is_none(), "--recompute-head-tokens configures the in-process generator; set it on the server given by --addr");
+    let tuned = args.recompute_head_tokens.is_some() || args.memory_cache_bytes.is_some();
+    anyhow::ensure!(args.addr.is_none() || !tuned, "--recompute-head-tokens and --memory-cache-bytes configure the in-process generator; set them on the server given by --addr");
+    if let Some(r) = args.recompute_ratio.iter().find(|r| !(0.0..=1.0).contains(*r)) {
+        anyhow::bail!("--recompute-ratio: {r} is outside 0..=1");
+    }
     let squad = Squad::load(&args.data)?;
     let questions = squad.subset(if args.all { usize::MAX } else { args.questions });
-    crate::serve::against(args.addr.as_deref(), &args.model, |serve| serve.recompute_head_tokens = args.recompute_head_tokens, |addr| async {
+    crate::serve::against(args.addr.as_deref(), &args.model, |serve| {
+            serve.recompute_head_tokens = args.recompute_head_tokens;
+            serve.memory_cache_bytes = args.memory_cache_bytes;
+        }, |addr| async {
         let client = ClientArgs { addr, api_key: args.api_key.clone(), ca_cert: None };
         run(&args, &squad, &questions, &client).await
     })
@@ -109,14 +144,18 @@ pub fn attend(args: AttendArgs) -> anyhow::Result<()> {
 async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: &ClientArgs) -> anyhow::Result<()> {
     let generator = client.connect_generator().await?;
     let info = generator.clone().info(gen::InfoRequest {}).await.map_err(|s| anyhow::anyhow!("info: {}", describe(&s)))?.into_inner();
-    let modes = [gen::AttendMode::Concat, gen::AttendMode::Fused];
+    let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None }];
+    match args.recompute_ratio.as_slice() {
+        [] => passes.push(Pass { mode: gen::AttendMode::Fused, ratio: None }),
+        ratios => passes.extend(ratios.iter().map(|&r| Pass { mode: gen::AttendMode::Fused, ratio: Some(r) })),
+    }
     let mut results: Vec<Vec<Answer>> = Vec::new();
-    for mode in modes {
+    for &pass in &passes {
         let started = std::time::Instant::now();
-        let asks = questions.iter().map(|q| answer(generator.clone(), q, memories_of(squad, q, args.others), mode, args.max_new_tokens));
+        let asks = questions.iter().map(|q| answer(generator.clone(), q, memories_of(squad, q, args.others), pass, args.max_new_tokens));
         let outcomes: Vec<_> = futures::stream::iter(asks).buffered(args.concurrency.max(1)).collect().await;
-        let answers = outcomes.into_iter().collect::<Result<Vec<_>, _>>().map_err(|s| anyhow::anyhow!("{}: {}", mode.as_str_name(), describe(&s)))?;
-        eprintln!("{}: {} questions in {:.1} s", mode.as_str_name(), answers.len(), started.elapsed().as_secs_f64());
+        let answers = outcomes.into_iter().collect::<Result<Vec<_>, _>>().map_err(|s| anyhow::anyhow!("{}: {}", pass.name(), describe(&s)))?;
+        eprintln!("{}: {} questions in {:.1} s", pass.name(), answers.len(), started.elapsed().as_secs_f64());
         results.push(answers);
     }
     let after = generator.clone().info(gen::InfoRequest {}).await.map_err(|s| anyhow::anyhow!("info: {}", describe(&s)))?.into_inner();
@@ -124,22 +163,29 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
     println!("questions {}", questions.len());
     println!("memories_per_question {}", args.others + 1);
     println!("recompute_head_tokens {}", after.recompute_head_tokens);
-    for (mode, answers) in ["concat", "fused"].iter().zip(&results) {
+    println!("recompute_ratio {}", after.recompute_ratio);
+    for (pass, answers) in passes.iter().zip(&results) {
+        let mode = pass.name();
         let em: f64 = questions.iter().zip(answers).map(|(q, a)| exact_match(&a.text, &q.answers)).sum::<f64>() / n * 100.0;
         let f: f64 = questions.iter().zip(answers).map(|(q, a)| f1(&a.text, &q.answers)).sum::<f64>() / n * 100.0;
         println!("EM[{mode}] {em:.2}");
         println!("F1[{mode}] {f:.2}");
         println!("ttft_ms_median[{mode}] {:.1}", median(answers.iter().map(|a| a.ttft_ms).collect()));
     }
-    let same = results[0].iter().zip(&results[1]).filter(|(a, b)| a.text.trim() == b.text.trim()).count();
-    println!("identical_answers {:.4}", same as f64 / n);
+    for (pass, answers) in passes.iter().zip(&results).skip(1) {
+        let same = results[0].iter().zip(answers).filter(|(a, b)| a.text.trim() == b.text.trim()).count();
+        println!("identical_answers[{}] {:.4}", pass.name(), same as f64 / n);
+    }
     println!("prompt_tokens_mean {:.1}", results[0].iter().map(|a| f64::from(a.prompt_tokens)).sum::<f64>() / n);
     println!("memory_cache_hits {}", after.memory_cache_hits - info.memory_cache_hits);
     println!("memory_cache_misses {}", after.memory_cache_misses - info.memory_cache_misses);
     if let Some(path) = &args.answers {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?);
         for (i, q) in questions.iter().enumerate() {
-            let line = serde_json::json!({"id": q.id, "question": q.question, "gold": q.answers, "concat": results[0][i].text, "fused": results[1][i].text});
+            let mut line = serde_json::json!({"id": q.id, "question": q.question, "gold": q.answers});
+            for (pass, answers) in passes.iter().zip(&results) {
+                line[pass.name()] = answers[i].text.clone().into();
+            }
             writeln!(out, "{line}")?;
         }
         out.flush()?;

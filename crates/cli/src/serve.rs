@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// generator's, 4).
     #[arg(long, env = "MEMGPT_RECOMPUTE_HEAD_TOKENS")]
     pub recompute_head_tokens: Option<u32>,
+    /// Fused mode: share (0 to 1) of each cached memory's other tokens also recomputed, the
+    /// ones whose states deviate most (default: the generator's).
+    #[arg(long, env = "MEMGPT_RECOMPUTE_RATIO")]
+    pub recompute_ratio: Option<f32>,
     /// Fused mode: bytes of memory key/value states kept (default: the generator's, 1 GiB).
     #[arg(long, env = "MEMGPT_MEMORY_CACHE_BYTES")]
     pub memory_cache_bytes: Option<u64>,
@@ -182,6 +186,9 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Stack> {
     g_argv.extend(models.iter().cloned());
     if let Some(k) = args.recompute_head_tokens {
         g_argv.extend(["--recompute-head-tokens".to_string(), k.to_string()]);
+    }
+    if let Some(r) = args.recompute_ratio {
+        g_argv.extend(["--recompute-ratio".to_string(), r.to_string()]);
     }
     if let Some(b) = args.memory_cache_bytes {
         g_argv.extend(["--memory-cache-bytes".to_string(), b.to_string()]);

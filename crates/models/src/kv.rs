@@ -107,6 +107,11 @@ impl KvCache {
         (self.keys[layer].narrow(2, 0, end), self.values[layer].narrow(2, 0, end))
     }
 
+    /// Keys and values of a layer at `slots` (filled or laid in).
+    pub(crate) fn at(&self, layer: usize, slots: &Tensor) -> (Tensor, Tensor) {
+        (self.keys[layer].index_select(2, slots), self.values[layer].index_select(2, slots))
+    }
+
     pub(crate) fn set_len(&mut self, len: i64) {
         self.len = len;
     }

@@ -136,7 +136,7 @@ pub async fn ask(
         messages.push(gen::Message { role: "user".into(), content: req.question.clone() });
         // Chunk ids and texts, as Remember warmed them: the generator's memory-KV cache key.
         let memories = hits.iter().map(|r| gen::Memory { id: r.hit.id.clone(), text: r.hit.text.clone() }).collect();
-        let greq = gen::GenerateRequest { messages, prompt: String::new(), memories, attend_mode: gw.config.attend_mode(req.attend_mode), params: req.params.clone() };
+        let greq = gen::GenerateRequest { messages, prompt: String::new(), memories, recompute_ratio: None, attend_mode: gw.config.attend_mode(req.attend_mode), params: req.params.clone() };
         let t = Instant::now();
         let gen_span = tracing::info_span!("generate", memories = hits.len(), tokens = tracing::field::Empty);
         let (mut stream, _guard) = gw.generate(&trace, greq).instrument(gen_span.clone()).await?;

@@ -91,6 +91,11 @@ pub struct GeneratorConfig {
     /// everything before them (repairs the attention sink each memory computed alone has).
     #[arg(long, env = "MEMGPT_GENERATOR_RECOMPUTE_HEAD_TOKENS", default_value_t = 4)]
     pub recompute_head_tokens: u32,
+    /// Share (0 to 1) of each cached memory's remaining tokens also recomputed in fused
+    /// mode: the ones whose layer-1 states deviate most from the cached states (CacheBlend).
+    /// Every memory token then runs through layer 0 and 1; 0 turns the selection off.
+    #[arg(long, env = "MEMGPT_GENERATOR_RECOMPUTE_RATIO", default_value_t = 0.0, value_parser = parse_ratio)]
+    pub recompute_ratio: f32,
     /// Most memories per WarmMemories call.
     #[arg(long, env = "MEMGPT_GENERATOR_MAX_WARM_MEMORIES", default_value_t = 1024)]
     pub max_warm_memories: usize,
@@ -133,4 +138,9 @@ impl GeneratorConfig {
     pub fn defaults() -> Self {
         <Self as clap::Parser>::parse_from(["memgpt-generator"])
     }
+}
+
+fn parse_ratio(s: &str) -> Result<f32, String> {
+    let r: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&r) { Ok(r) } else { Err(format!("{r} is not between 0 and 1")) }
 }

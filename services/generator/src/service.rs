@@ -73,6 +73,7 @@ impl GeneratorService {
             prompt_tokens = built.tokens.len(),
             memories = checked.memory_ids.len(),
             fused = checked.fused,
+            recompute_ratio = checked.recompute_ratio.unwrap_or(self.config.recompute_ratio),
             max_new_tokens = checked.max_new,
             temperature = checked.sampling.temperature
         );
@@ -84,6 +85,7 @@ impl GeneratorService {
             memory_start: built.memory_start,
             memory_end: built.memory_end,
             fused: checked.fused,
+            recompute_ratio: checked.recompute_ratio.unwrap_or(self.config.recompute_ratio),
             memory_keys,
             memory_ids: checked.memory_ids,
             sampling: checked.sampling,
@@ -177,6 +179,7 @@ impl Generator for GeneratorService {
             memory_cache_misses: s.memory_misses.load(Ordering::Relaxed),
             memory_cache_evictions: s.memory_evictions.load(Ordering::Relaxed),
             recompute_head_tokens: self.config.recompute_head_tokens,
+            recompute_ratio: self.config.recompute_ratio,
             memory_tokens_reused: s.memory_tokens_reused.load(Ordering::Relaxed),
         }))
     }

@@ -28,6 +28,8 @@ pub struct Checked {
     pub max_new: usize,
     /// The `fused` attend mode (after the server's default is applied).
     pub fused: bool,
+    /// Fused mode: the request's recompute ratio, when it sets one.
+    pub recompute_ratio: Option<f32>,
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> GeneratorError {
@@ -72,6 +74,14 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
         Ok(AttendMode::Fused) => true,
         Err(_) => return Err(invalid("attend_mode", format!("unknown value {}", req.attend_mode))),
     };
+    if let Some(r) = req.recompute_ratio {
+        if !fused {
+            return Err(invalid("recompute_ratio", "applies to the fused attend mode only"));
+        }
+        if !(0.0..=1.0).contains(&r) {
+            return Err(invalid("recompute_ratio", format!("{r} is outside 0..=1")));
+        }
+    }
     let p = req.params.clone().unwrap_or_default();
     let max_new = p.max_new_tokens.unwrap_or(config.default_max_new_tokens);
     if max_new == 0 || max_new > config.max_new_tokens_limit {
@@ -115,6 +125,7 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
         stop: p.stop,
         max_new: max_new as usize,
         fused,
+        recompute_ratio: req.recompute_ratio,
     })
 }
 

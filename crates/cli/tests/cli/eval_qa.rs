@@ -41,7 +41,7 @@ fn eval_attend_with_every_memory_token_recomputed_answers_exactly_as_concat() {
     let metric = metrics(&out);
     assert_eq!(metric("questions "), 4.0);
     assert_eq!(metric("memories_per_question "), 5.0);
-    assert_eq!(metric("identical_answers "), 1.0, "{out}");
+    assert_eq!(metric("identical_answers[fused] "), 1.0, "{out}");
     assert_eq!(metric("F1[fused] "), metric("F1[concat] "), "{out}");
 }
 
@@ -54,7 +54,7 @@ fn eval_attend_scores_both_modes_through_the_memory_kv_cache() {
         assert!((0.0..=100.0).contains(&f1) && metric(&format!("EM[{mode}] ")) <= f1, "{out}");
         assert!(metric(&format!("ttft_ms_median[{mode}] ")) > 0.0, "{out}");
     }
-    assert!((0.0..=1.0).contains(&metric("identical_answers ")), "{out}");
+    assert!((0.0..=1.0).contains(&metric("identical_answers[fused] ")), "{out}");
     // Every fused question looked its 5 memories up (each one a different paragraph set).
     assert_eq!(metric("memory_cache_hits ") + metric("memory_cache_misses "), 20.0, "{out}");
     assert!(metric("memory_cache_misses ") >= 5.0, "{out}");

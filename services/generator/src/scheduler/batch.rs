@@ -13,7 +13,7 @@ use std::time::Instant;
 use memgpt_models::decoder::Decoder;
 use memgpt_models::kv::KvCache;
 use memgpt_models::llama::Llama;
-use memgpt_models::ragged::SeqStep;
+use memgpt_models::ragged::{Select, SeqStep};
 use memgpt_models::tokenizer::TextTokenizer;
 use memgpt_proto::generator::v1::{FinishReason, GenerateFinal, GenerateResponse, MemoryAttention, Usage};
 use tch::Device;
@@ -32,9 +32,31 @@ pub(super) fn warm_up(decoder: &Decoder) -> memgpt_models::Result<()> {
     let mut cache = KvCache::uninit(c.n_layer, 1, c.n_head_kv, 8, c.head_dim, decoder.model.kind, decoder.model.device);
     let tokens = decoder.tokenizer.encode("Hello")?;
     let tokens = if tokens.is_empty() { vec![0] } else { tokens };
-    let mut step = [SeqStep { tokens: &tokens[..tokens.len().min(4)], cache: &mut cache, spans: &[], positions: None }];
+    let mut step = [SeqStep { tokens: &tokens[..tokens.len().min(4)], cache: &mut cache, spans: &[], positions: None, select: None }];
     decoder.model.forward_ragged(&mut step, 1)?;
     Ok(())
+}
+
+/// Prompt positions `[from, to)` a sequence still has to compute; `candidate`: memory tokens
+/// laid in from cached states that the selective recompute may leave as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pending {
+    pub(super) from: usize,
+    pub(super) to: usize,
+    pub(super) candidate: bool,
+}
+
+/// A sequence's share of one step.
+struct Chunk {
+    seq: usize,
+    tokens: Vec<u32>,
+    /// Positions when they are not the ones right after the cache.
+    positions: Option<Vec<i64>>,
+    candidates: Vec<bool>,
+    /// Candidates to keep past layer 1, when the chunk has any.
+    keep: Option<usize>,
+    /// Whether the chunk ends the prompt (the sequence emits a token).
+    emits: bool,
 }
 
 pub(super) struct Seq {
@@ -42,7 +64,7 @@ pub(super) struct Seq {
     cache: KvCache,
     /// Prompt positions still to compute, in order (one range in `concat` mode; in `fused`
     /// mode the gaps are memory states laid in from the memory-KV cache).
-    pending: VecDeque<(usize, usize)>,
+    pending: VecDeque<Pending>,
     input: [u32; 1],
     generated: Vec<u32>,
     sampler: Sampler,
@@ -214,7 +236,7 @@ impl Scheduler {
                     }
                 }
             } else {
-                VecDeque::from([(prefilled, job.prompt.len())])
+                VecDeque::from([Pending { from: prefilled, to: job.prompt.len(), candidate: false }])
             };
             tracing::debug!(parent: &job.span, prompt_tokens = job.prompt.len(), prefix_hit_tokens = prefilled, fused = job.fused, batch = self.running.len() + 1, "admitted");
             let sampler = Sampler::new(job.sampling.clone(), vocab, &job.prompt);
@@ -233,24 +255,25 @@ impl Scheduler {
         // Per sequence in the step: its index, new tokens, their positions when they are not
         // the ones right after the cache (fused mode: several ranges around laid-in memory
         // states, computed together), and whether it emits a token.
-        let mut chunks: Vec<(usize, Vec<u32>, Option<Vec<i64>>, bool)> = Vec::new();
+        let mut chunks: Vec<Chunk> = Vec::new();
         for (i, seq) in self.running.iter_mut().enumerate() {
             let Seq { job, cache, pending, input, .. } = seq;
             if pending.is_empty() {
-                chunks.push((i, input.to_vec(), None, true));
+                chunks.push(Chunk { seq: i, tokens: input.to_vec(), positions: None, candidates: Vec::new(), keep: None, emits: true });
                 continue;
             }
-            let (mut tokens, mut positions) = (Vec::new(), Vec::new());
-            while let Some((from, to)) = pending.front_mut() {
+            let (mut tokens, mut positions, mut candidates) = (Vec::new(), Vec::new(), Vec::new());
+            while let Some(range) = pending.front_mut() {
                 if budget == 0 {
                     break;
                 }
-                let n = (*to - *from).min(budget);
+                let n = (range.to - range.from).min(budget);
                 budget -= n;
-                tokens.extend_from_slice(&job.prompt[*from..*from + n]);
-                positions.extend(*from as i64..(*from + n) as i64);
-                *from += n;
-                if *from < *to {
+                tokens.extend_from_slice(&job.prompt[range.from..range.from + n]);
+                positions.extend(range.from as i64..(range.from + n) as i64);
+                candidates.extend(std::iter::repeat_n(range.candidate, n));
+                range.from += n;
+                if range.from < range.to {
                     break;
                 }
                 pending.pop_front();
@@ -259,16 +282,20 @@ impl Scheduler {
                 continue;
             }
             let contiguous = positions[0] == cache.len() && positions[positions.len() - 1] - positions[0] + 1 == positions.len() as i64;
-            chunks.push((i, tokens, (!contiguous).then_some(positions), pending.is_empty()));
+            // Of the laid-in memory tokens in this chunk, the most deviating share is kept.
+            let offered = candidates.iter().filter(|&&c| c).count();
+            let keep = (offered > 0).then(|| (offered as f32 * job.recompute_ratio).ceil() as usize);
+            chunks.push(Chunk { seq: i, tokens, positions: (!contiguous).then_some(positions), candidates, keep, emits: pending.is_empty() });
         }
-        let rows: Vec<(usize, bool)> = chunks.iter().map(|c| (c.0, c.3)).collect();
+        let rows: Vec<(usize, bool)> = chunks.iter().map(|c| (c.seq, c.emits)).collect();
         let mut steps = Vec::with_capacity(chunks.len());
         let mut next = chunks.iter().peekable();
         for (i, seq) in self.running.iter_mut().enumerate() {
-            let Some((_, tokens, positions, emits)) = next.next_if(|c| c.0 == i) else { continue };
+            let Some(chunk) = next.next_if(|c| c.seq == i) else { continue };
             let Seq { job, cache, .. } = seq;
-            let spans: &[(i64, i64)] = if *emits { &job.spans } else { &[] };
-            steps.push(SeqStep { tokens, cache, spans, positions: positions.as_deref() });
+            let spans: &[(i64, i64)] = if chunk.emits { &job.spans } else { &[] };
+            let select = chunk.keep.map(|keep| Select { candidates: &chunk.candidates, keep });
+            steps.push(SeqStep { tokens: &chunk.tokens, cache, spans, positions: chunk.positions.as_deref(), select });
         }
         let out = self.model.forward_ragged(&mut steps, self.config.attribution_layers)?;
         drop(steps);

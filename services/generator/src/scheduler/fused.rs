@@ -14,7 +14,7 @@ use memgpt_models::fused::{fused_plan, MemoryKv};
 use memgpt_models::kv::KvCache;
 use memgpt_models::ragged::SeqStep;
 
-use super::batch::Scheduler;
+use super::batch::{Pending, Scheduler};
 use super::memcache::scoped_key;
 use super::{Job, WarmJob};
 
@@ -34,7 +34,7 @@ impl Scheduler {
     /// filled, from the prefix cache).
     fn compute_prefix(&self, prefix: &[u32], cache: &mut KvCache, computed: usize) -> memgpt_models::Result<()> {
         if computed < prefix.len() {
-            let mut step = [SeqStep { tokens: &prefix[computed..], cache, spans: &[], positions: None }];
+            let mut step = [SeqStep { tokens: &prefix[computed..], cache, spans: &[], positions: None, select: None }];
             self.model.forward_ragged(&mut step, 1)?;
         }
         Ok(())
@@ -58,7 +58,7 @@ impl Scheduler {
 
     /// Lays the memories of `job` into `cache` (whose first `computed` positions are filled)
     /// and returns the positions still to compute.
-    pub(super) fn lay_memories(&mut self, job: &Job, cache: &mut KvCache, computed: usize) -> memgpt_models::Result<VecDeque<(usize, usize)>> {
+    pub(super) fn lay_memories(&mut self, job: &Job, cache: &mut KvCache, computed: usize) -> memgpt_models::Result<VecDeque<Pending>> {
         let prefix = &job.prompt[..job.memory_start];
         let spans: Vec<(usize, usize)> = job.spans.iter().map(|&(a, b)| (a as usize, b as usize)).collect();
         let keys: Vec<u64> = job.memory_keys.iter().map(|&k| scoped_key(prefix, k)).collect();
@@ -85,15 +85,18 @@ impl Scheduler {
             fresh = missing.iter().map(|(k, _)| *k).zip(states.into_iter().map(|(kv, _)| kv)).collect();
         }
         let head = self.config.recompute_head_tokens;
+        let ratio = job.recompute_ratio;
         let mut reused = 0u64;
         for ((&(a, b), key), hit) in spans.iter().zip(&keys).zip(found) {
             let kv = hit.or_else(|| fresh.get(key).cloned()).expect("every memory was found or computed");
             self.model.place_memory(cache, a as i64, &kv)?;
-            reused += (b - a).saturating_sub(head) as u64;
+            let rest = (b - a).saturating_sub(head);
+            reused += rest as u64 - (rest as f32 * ratio).ceil() as u64;
         }
         self.stats.memory_tokens_reused.fetch_add(reused, Ordering::Relaxed);
         tracing::debug!(parent: &job.span, memories = spans.len(), hits, misses = missing.len(), reused_tokens = reused, "memories laid in");
-        Ok(fused_plan(computed, &spans, head, job.memory_end, job.prompt.len()).into())
+        let exact = fused_plan(computed, &spans, head, job.memory_end, job.prompt.len());
+        Ok(with_candidates(&exact, &spans, computed, ratio > 0.0))
     }
 
     /// Advances the first WarmMemories job by up to one prefill budget of memory tokens
@@ -156,5 +159,48 @@ impl Scheduler {
             w.prefix = Some(prefix);
         }
         Ok(done)
+    }
+}
+
+/// The plan as pending ranges; with `select`, the memory tokens it leaves out are added as
+/// candidates of the selective recompute (computed through layer 1, then kept only if their
+/// states deviate most).
+fn with_candidates(exact: &[(usize, usize)], spans: &[(usize, usize)], computed: usize, select: bool) -> VecDeque<Pending> {
+    let mut out: Vec<Pending> = exact.iter().map(|&(from, to)| Pending { from, to, candidate: false }).collect();
+    if select {
+        for &(a, b) in spans {
+            let mut at = a.max(computed);
+            for &(from, to) in exact {
+                if to <= at || from >= b {
+                    continue;
+                }
+                if from > at {
+                    out.push(Pending { from: at, to: from.min(b), candidate: true });
+                }
+                at = at.max(to);
+            }
+            if at < b {
+                out.push(Pending { from: at, to: b, candidate: true });
+            }
+        }
+        out.sort_by_key(|p| p.from);
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_fill_the_memory_tokens_the_plan_leaves_out() {
+        let spans = [(10, 30), (30, 60)];
+        let exact = fused_plan(10, &spans, 4, 60, 70);
+        let p = |from, to, candidate| Pending { from, to, candidate };
+        assert_eq!(with_candidates(&exact, &spans, 10, false), VecDeque::from([p(10, 14, false), p(30, 34, false), p(60, 70, false)]));
+        assert_eq!(with_candidates(&exact, &spans, 10, true), VecDeque::from([p(10, 14, false), p(14, 30, true), p(30, 34, false), p(34, 60, true), p(60, 70, false)]));
+        // A memory shorter than its head has no candidates; the ranges never overlap.
+        let exact = fused_plan(0, &[(5, 7), (7, 20)], 4, 20, 22);
+        assert_eq!(with_candidates(&exact, &[(5, 7), (7, 20)], 0, true), VecDeque::from([p(0, 11, false), p(11, 20, true), p(20, 22, false)]));
     }
 }

@@ -84,6 +84,8 @@ pub struct Job {
     pub memory_end: usize,
     /// `fused` mode: memories' states come from the memory-KV cache.
     pub fused: bool,
+    /// `fused` mode: share of each memory's tokens past its head recomputed (most deviating).
+    pub recompute_ratio: f32,
     /// Memory-KV cache key of each memory.
     pub memory_keys: Vec<u64>,
     /// Id of each memory.

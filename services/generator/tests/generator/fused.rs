@@ -44,6 +44,31 @@ async fn fused_with_every_memory_token_recomputed_is_exactly_concat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selective_recompute_of_every_memory_token_is_exactly_concat_and_a_share_is_reused() {
+    let addr = spawn(config(&["--prefix-cache-bytes", "0", "--recompute-ratio", "0.25"]));
+    let mut c = client(addr).await;
+    let memories = [("river.md#0", RIVER), ("bakery.md#0", BAKERY), ("lighthouse.md#0", LIGHTHOUSE)];
+    let (concat, concat_last) = collect(&mut c, ask(pb::AttendMode::Concat, &memories)).await.unwrap();
+    // Ratio 1 (per request): the memories' states are laid in, then every token is kept past
+    // layer 1 and recomputed: the answer and usage are concat's.
+    let all = pb::GenerateRequest { recompute_ratio: Some(1.0), ..ask(pb::AttendMode::Fused, &memories) };
+    let (fused, fused_last) = collect(&mut c, all).await.unwrap();
+    assert_eq!(fused, concat, "fused recomputing every memory token must be concat");
+    assert_eq!(fused_last.usage, concat_last.usage);
+    let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.recompute_ratio, 0.25);
+    assert_eq!(info.memory_tokens_reused, 0, "{info:?}");
+    // The service's ratio (0.25): three quarters of each memory's tokens past its head reuse
+    // cached states, and the answer still holds the fact.
+    let (some, _) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
+    assert!(some.contains("1931"), "fused answer: {some:?}");
+    let after = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(after.memory_cache_hits, 3, "{after:?}");
+    let memory_tokens = concat_last.usage.unwrap().prompt_tokens as u64 / 2;
+    assert!(after.memory_tokens_reused > memory_tokens / 2, "reused {} of about {memory_tokens}", after.memory_tokens_reused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fused_reads_through_the_cache_and_attributes_attention_per_memory() {
     let mut c = client(shared()).await;
     let before = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
