@@ -37,12 +37,13 @@ fn eval_attend(extra: &[&str]) -> String {
 
 #[test]
 fn eval_attend_with_every_memory_token_recomputed_answers_exactly_as_concat() {
-    let out = eval_attend(&["--recompute-head-tokens", "100000"]);
+    // Ratio 1 (sent per request): every memory token laid in from the cache is recomputed.
+    let out = eval_attend(&["--recompute-ratio", "1"]);
     let metric = metrics(&out);
     assert_eq!(metric("questions "), 4.0);
     assert_eq!(metric("memories_per_question "), 5.0);
-    assert_eq!(metric("identical_answers[fused] "), 1.0, "{out}");
-    assert_eq!(metric("F1[fused] "), metric("F1[concat] "), "{out}");
+    assert_eq!(metric("identical_answers[fused@1] "), 1.0, "{out}");
+    assert_eq!(metric("F1[fused@1] "), metric("F1[concat] "), "{out}");
 }
 
 #[test]

@@ -252,6 +252,7 @@ impl Scheduler {
     /// One ragged step over the running batch.
     fn step(&mut self) -> memgpt_models::Result<()> {
         let mut budget = self.config.max_batch_prefill_tokens;
+        let layers = self.model.config.n_layer as f32;
         // Per sequence in the step: its index, new tokens, their positions when they are not
         // the ones right after the cache (fused mode: several ranges around laid-in memory
         // states, computed together), and whether it emits a token.
@@ -267,8 +268,14 @@ impl Scheduler {
                 if budget == 0 {
                     break;
                 }
-                let n = (range.to - range.from).min(budget);
-                budget -= n;
+                // A candidate of the selective recompute costs layers 0 and 1, and the
+                // ratio kept of the rest.
+                let weight = if range.candidate { (job.recompute_ratio + 2.0 / layers).min(1.0) } else { 1.0 };
+                let n = (range.to - range.from).min((budget as f32 / weight) as usize);
+                if n == 0 {
+                    break;
+                }
+                budget -= ((n as f32 * weight).ceil() as usize).min(budget);
                 tokens.extend_from_slice(&job.prompt[range.from..range.from + n]);
                 positions.extend(range.from as i64..(range.from + n) as i64);
                 candidates.extend(std::iter::repeat_n(range.candidate, n));

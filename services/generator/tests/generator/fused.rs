@@ -79,9 +79,10 @@ async fn fused_reads_through_the_cache_and_attributes_attention_per_memory() {
     assert_eq!(last.attention.iter().map(|a| a.memory_id.as_str()).collect::<Vec<_>>(), ["river.md#0", "lighthouse.md#0", "bakery.md#0"]);
     assert!(shares.iter().all(|s| (0.0..=1.0).contains(s)), "{shares:?}");
     assert!(shares.iter().sum::<f32>() < 1.0, "{shares:?}");
-    // With the memories' heads recomputed (the default), the attention sink each memory
-    // computed alone carries is gone: the passage that holds the answer outweighs the river.
-    assert!(shares[1] > shares[0] * 1.3, "the lighthouse memory gets more attention than the river one: {shares:?}");
+    // With the memories computed after the prefix and repaired in place (the defaults), no
+    // memory carries an attention sink of its own: the passage that holds the answer
+    // outweighs the river (1.26x at the default ratio, 1.3x and more at ratio 0).
+    assert!(shares[1] > shares[0] * 1.1, "the lighthouse memory gets more attention than the river one: {shares:?}");
     let after = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
     assert_eq!(after.memory_cache_misses - before.memory_cache_misses, 3, "{after:?}");
     // Asked again: every memory is a hit, and the answer is the same (greedy).
