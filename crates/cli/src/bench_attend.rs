@@ -12,6 +12,7 @@ use futures::StreamExt;
 use memgpt_proto::generator::v1 as gen;
 
 use crate::client::{describe, ClientArgs, Generator};
+use crate::eval_attend::{median, Pass};
 use crate::squad::{stable_hash, Squad};
 
 /// Options of `memgpt bench attend`.
@@ -55,30 +56,19 @@ pub struct AttendBench {
 /// Paragraphs in the memory pool (all warmed before the fused runs).
 const POOL: usize = 64;
 
-/// A mode and, for fused, the recompute ratio sent (None: the generator's).
-type Pass = (gen::AttendMode, Option<f32>);
-
-fn name((mode, ratio): Pass) -> String {
-    match (mode, ratio) {
-        (gen::AttendMode::Fused, Some(r)) => format!("fused@{r}"),
-        (gen::AttendMode::Fused, None) => "fused".into(),
-        _ => "concat".into(),
-    }
-}
-
 struct Sample {
     ttft_ms: f64,
     e2e_ms: f64,
     prompt_tokens: u32,
 }
 
-async fn one(mut client: Generator, question: String, memories: Vec<gen::Memory>, (mode, recompute_ratio): Pass, max_new: u32) -> Result<Sample, tonic::Status> {
+async fn one(mut client: Generator, question: String, memories: Vec<gen::Memory>, pass: Pass, max_new: u32) -> Result<Sample, tonic::Status> {
     let started = Instant::now();
     let req = gen::GenerateRequest {
         prompt: question,
         memories,
-        attend_mode: mode as i32,
-        recompute_ratio,
+        attend_mode: pass.mode as i32,
+        recompute_ratio: pass.ratio,
         params: Some(gen::SamplingParams { max_new_tokens: Some(max_new), temperature: Some(0.0), ..Default::default() }),
         ..Default::default()
     };
@@ -93,11 +83,6 @@ async fn one(mut client: Generator, question: String, memories: Vec<gen::Memory>
         }
     }
     Err(tonic::Status::unavailable("the stream ended without a final message"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
 pub fn attend(args: AttendBench) -> anyhow::Result<()> {
@@ -124,11 +109,7 @@ async fn run(args: &AttendBench, pool: &[gen::Memory], questions: &[String], cli
     let warm = generator.clone().warm_memories(gen::WarmMemoriesRequest { memories: pool.to_vec(), system: String::new() }).await.map_err(|s| anyhow::anyhow!("warm: {}", describe(&s)))?.into_inner();
     anyhow::ensure!(warm.cached as usize == pool.len(), "only {} of {} memories fit the memory-KV cache; raise its budget", warm.cached, pool.len());
     eprintln!("warmed {} memories ({} MiB)", warm.cached, warm.bytes >> 20);
-    let mut passes: Vec<Pass> = vec![(gen::AttendMode::Concat, None)];
-    match args.recompute_ratio.as_slice() {
-        [] => passes.push((gen::AttendMode::Fused, None)),
-        ratios => passes.extend(ratios.iter().map(|&r| (gen::AttendMode::Fused, Some(r)))),
-    }
+    let passes = Pass::all(&args.recompute_ratio);
     // Warm-up: one request per pass.
     for &pass in &passes {
         one(generator.clone(), questions[0].clone(), pool[..4].to_vec(), pass, 4).await.map_err(|s| anyhow::anyhow!("warm-up: {}", describe(&s)))?;
@@ -156,7 +137,7 @@ async fn run(args: &AttendBench, pool: &[gen::Memory], questions: &[String], cli
                         })
                         .collect();
                     let samples: Vec<_> = futures::stream::iter(reqs).buffer_unordered(streams).collect().await;
-                    let samples = samples.into_iter().collect::<Result<Vec<_>, _>>().map_err(|s| anyhow::anyhow!("{}: {}", name(pass), describe(&s)))?;
+                    let samples = samples.into_iter().collect::<Result<Vec<_>, _>>().map_err(|s| anyhow::anyhow!("{}: {}", pass.name(), describe(&s)))?;
                     reused[m] += generator.clone().info(gen::InfoRequest {}).await?.into_inner().memory_tokens_reused - before;
                     ttft[m].push(median(samples.iter().map(|s| s.ttft_ms).collect()));
                     e2e[m].push(median(samples.iter().map(|s| s.e2e_ms).collect()));
@@ -167,7 +148,7 @@ async fn run(args: &AttendBench, pool: &[gen::Memory], questions: &[String], cli
             for (m, &pass) in passes.iter().enumerate().skip(1) {
                 let (tf, ef) = (median(ttft[m].clone()), median(e2e[m].clone()));
                 let saved = reused[m] as f64 / tokens[m].max(1) as f64;
-                let fused = name(pass);
+                let fused = pass.name();
                 println!("{n:>8} {streams:>7} {fused:>10} {tc:>10.1} ms {tf:>10.1} ms {:>7.2}x {ec:>10.1} ms {ef:>10.1} ms {:>7.2}x {:>13.1}%", tc / tf, ec / ef, saved * 100.0);
                 let line = serde_json::json!({
                     "memories": n, "streams": streams, "fused": fused, "runs": args.runs, "requests_per_run": count,

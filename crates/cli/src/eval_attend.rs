@@ -84,13 +84,23 @@ struct Answer {
 /// One pass over the questions: a mode, and in fused mode the recompute ratio (None: the
 /// generator's).
 #[derive(Clone, Copy)]
-struct Pass {
-    mode: gen::AttendMode,
-    ratio: Option<f32>,
+pub(crate) struct Pass {
+    pub(crate) mode: gen::AttendMode,
+    pub(crate) ratio: Option<f32>,
 }
 
 impl Pass {
-    fn name(&self) -> String {
+    /// Concat, then one fused pass per ratio (one at the generator's own ratio when none).
+    pub(crate) fn all(ratios: &[f32]) -> Vec<Pass> {
+        let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None }];
+        match ratios {
+            [] => passes.push(Pass { mode: gen::AttendMode::Fused, ratio: None }),
+            ratios => passes.extend(ratios.iter().map(|&r| Pass { mode: gen::AttendMode::Fused, ratio: Some(r) })),
+        }
+        passes
+    }
+
+    pub(crate) fn name(&self) -> String {
         match (self.mode, self.ratio) {
             (gen::AttendMode::Fused, Some(r)) => format!("fused@{r}"),
             (gen::AttendMode::Fused, None) => "fused".into(),
@@ -118,7 +128,8 @@ async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>,
     Err(tonic::Status::unavailable("the stream ended without a final message"))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (0 for none).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
@@ -144,11 +155,7 @@ pub fn attend(args: AttendArgs) -> anyhow::Result<()> {
 async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: &ClientArgs) -> anyhow::Result<()> {
     let generator = client.connect_generator().await?;
     let info = generator.clone().info(gen::InfoRequest {}).await.map_err(|s| anyhow::anyhow!("info: {}", describe(&s)))?.into_inner();
-    let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None }];
-    match args.recompute_ratio.as_slice() {
-        [] => passes.push(Pass { mode: gen::AttendMode::Fused, ratio: None }),
-        ratios => passes.extend(ratios.iter().map(|&r| Pass { mode: gen::AttendMode::Fused, ratio: Some(r) })),
-    }
+    let passes = Pass::all(&args.recompute_ratio);
     let mut results: Vec<Vec<Answer>> = Vec::new();
     for &pass in &passes {
         let started = std::time::Instant::now();
