@@ -8,6 +8,7 @@ use anyhow::Context;
 use memgpt_models::bert::{Bert, Precision};
 use memgpt_models::chat::ChatMessage;
 use memgpt_models::decoder::Decoder;
+use memgpt_models::llama::{Llama, LlamaConfig};
 use tch::Kind;
 
 use crate::ModelArgs;
@@ -27,6 +28,9 @@ pub struct EncoderBench {
     /// f32 or bf16.
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
     precision: String,
+    /// Measurements (one JSON line each), after one warm-up batch.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -34,15 +38,26 @@ pub struct EncoderBench {
 /// Options of `memgpt bench decoder`.
 #[derive(Debug, clap::Args)]
 pub struct DecoderBench {
-    /// Sequences decoded together.
+    /// Sequences decoded together; a comma-separated list runs each in turn.
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    streams: Vec<usize>,
+    /// Measurements per stream count (one JSON line each), after one warm-up.
     #[arg(long, default_value_t = 1)]
-    streams: usize,
+    repeat: usize,
     /// Tokens generated per stream.
     #[arg(long, default_value_t = 64)]
     new_tokens: usize,
     /// Model file or folder under the models directory.
     #[arg(long, default_value = memgpt_models::DEFAULT_DECODER)]
     decoder: String,
+    /// Random weights of a named real shape instead of a model file (tiny, smollm2-135m,
+    /// llama3-8b): speed on a machine without the weights, or of a size never downloaded.
+    #[arg(long, conflicts_with = "decoder")]
+    shape: Option<String>,
+    /// Prompt length in tokens for `--shape` (a fixed synthetic prompt; the real-model run
+    /// uses the chat-rendered PROMPT).
+    #[arg(long, default_value_t = 128, requires = "shape")]
+    prompt_tokens: usize,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -62,10 +77,12 @@ pub fn encoder(args: EncoderBench) -> anyhow::Result<()> {
     let dir = memgpt_models::models_dir(args.model.models_dir.clone()).join(memgpt_models::DEFAULT_ENCODER);
     let bert = Bert::load(&dir, device, precision)?;
     bert.embed(&texts[..texts.len().min(args.batch_size)], args.batch_size)?;
-    let started = Instant::now();
-    let out = bert.embed(&texts, args.batch_size)?;
-    let secs = started.elapsed().as_secs_f64();
-    println!("{}", serde_json::json!({"system": format!("memgpt-{}", args.precision), "documents": out.len(), "seconds": secs, "documents_per_s": out.len() as f64 / secs, "threads": tch::get_num_threads()}));
+    for _ in 0..args.repeat {
+        let started = Instant::now();
+        let out = bert.embed(&texts, args.batch_size)?;
+        let secs = started.elapsed().as_secs_f64();
+        println!("{}", serde_json::json!({"system": format!("memgpt-{}", args.precision), "device": memgpt_models::device::device_name(device), "documents": out.len(), "batch_size": args.batch_size, "seconds": secs, "documents_per_s": out.len() as f64 / secs, "threads": tch::get_num_threads()}));
+    }
     Ok(())
 }
 
@@ -74,32 +91,52 @@ pub fn decoder(args: DecoderBench) -> anyhow::Result<()> {
         tch::set_num_threads(args.model.threads as i32);
     }
     let device = memgpt_models::device::parse_device(&args.model.device)?;
-    let path = memgpt_models::models_dir(args.model.models_dir.clone()).join(&args.decoder);
-    let decoder = Decoder::load(&path, device, if device.is_cuda() { Kind::BFloat16 } else { Kind::Float }).with_context(|| format!("loading {}", path.display()))?;
-    let prompt = decoder.chat_prompt(&[ChatMessage::new("user", PROMPT)])?;
-    let prompts = vec![prompt.clone(); args.streams];
-    // Warm-up.
-    let _ = decoder.greedy_batch(&prompts, 2)?;
-    // Prefill alone (one new token), then prefill plus decoding; the difference is decoding.
-    let started = Instant::now();
-    let _ = decoder.greedy_batch(&prompts, 1)?;
-    let prefill = started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let (out, _) = decoder.greedy_batch_no_eos(&prompts, args.new_tokens)?;
-    let total = started.elapsed().as_secs_f64();
-    let generated: usize = out.iter().map(Vec::len).sum();
-    let decode_secs = (total - prefill).max(1e-9);
-    println!(
-        "{}",
-        serde_json::json!({
-            "system": "memgpt",
-            "streams": args.streams,
-            "prompt_tokens": prompt.len(),
-            "new_tokens_per_stream": args.new_tokens,
-            "prefill_tokens_per_s": (prompt.len() * args.streams) as f64 / prefill,
-            "decode_tokens_per_s": (generated - args.streams) as f64 / decode_secs,
-            "threads": tch::get_num_threads(),
-        })
-    );
+    let kind = if device.is_cuda() { Kind::BFloat16 } else { Kind::Float };
+    let (model, prompt, name) = match &args.shape {
+        Some(shape) => {
+            let config = LlamaConfig::preset(shape)?;
+            let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| ((i as i64 * 7919 + 13) % config.vocab_size) as u32).collect();
+            (Llama::random(config, device, kind, 0), prompt, format!("random {shape}"))
+        }
+        None => {
+            let path = memgpt_models::models_dir(args.model.models_dir.clone()).join(&args.decoder);
+            let decoder = Decoder::load(&path, device, kind).with_context(|| format!("loading {}", path.display()))?;
+            let prompt = decoder.chat_prompt(&[ChatMessage::new("user", PROMPT)])?;
+            (decoder.model, prompt, args.decoder.clone())
+        }
+    };
+    if args.streams.contains(&0) {
+        anyhow::bail!("--streams: every count must be at least 1");
+    }
+    for &streams in &args.streams {
+        let prompts = vec![prompt.clone(); streams];
+        // Warm-up.
+        let _ = model.greedy_batch(&prompts, 2, &[])?;
+        for _ in 0..args.repeat {
+            // Prefill alone (one new token), then prefill plus decoding; the difference is decoding.
+            let started = Instant::now();
+            let _ = model.greedy_batch(&prompts, 1, &[])?;
+            let prefill = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let (out, _) = model.greedy_batch(&prompts, args.new_tokens, &[])?;
+            let total = started.elapsed().as_secs_f64();
+            let generated: usize = out.iter().map(Vec::len).sum();
+            let decode_secs = (total - prefill).max(1e-9);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "system": "memgpt",
+                    "model": name,
+                    "device": memgpt_models::device::device_name(device),
+                    "streams": streams,
+                    "prompt_tokens": prompt.len(),
+                    "new_tokens_per_stream": args.new_tokens,
+                    "prefill_tokens_per_s": (prompt.len() * streams) as f64 / prefill,
+                    "decode_tokens_per_s": (generated - streams) as f64 / decode_secs,
+                    "threads": tch::get_num_threads(),
+                })
+            );
+        }
+    }
     Ok(())
 }

@@ -9,11 +9,13 @@ pub mod device;
 pub mod encoder;
 pub mod error;
 pub mod fused;
+pub mod generate;
 pub mod gguf;
 pub mod kv;
 pub mod llama;
 pub mod quant;
 pub mod ragged;
+pub mod random;
 pub mod tokenizer;
 pub mod weights;
 

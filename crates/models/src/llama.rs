@@ -331,7 +331,7 @@ impl Llama {
     }
 }
 
-fn rope_tables(c: &LlamaConfig, kind: Kind, device: Device) -> (Tensor, Tensor) {
+pub(crate) fn rope_tables(c: &LlamaConfig, kind: Kind, device: Device) -> (Tensor, Tensor) {
     // The frequencies as transformers computes them (f32); the angles pos * inv_freq and their
     // cos and sin in f64, rounded once to the compute dtype: exact to the dtype's precision at
     // every position, so a key rotated by an offset (memory-KV fusion) matches the key
