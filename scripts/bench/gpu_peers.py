@@ -108,7 +108,7 @@ def decoder(args):
             return time.perf_counter() - start, out.shape[1] - ids.shape[1]
 
         with torch.no_grad():
-            run(2)
+            run(args.new_tokens)
             for _ in range(args.repeat):
                 prefill, _ = run(1)
                 total, new = run(args.new_tokens)

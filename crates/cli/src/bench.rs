@@ -110,8 +110,8 @@ pub fn decoder(args: DecoderBench) -> anyhow::Result<()> {
     }
     for &streams in &args.streams {
         let prompts = vec![prompt.clone(); streams];
-        // Warm-up.
-        let _ = model.greedy_batch(&prompts, 2, &[])?;
+        // Warm-up: a whole run, so every cache length and kernel choice has been seen once.
+        let _ = model.greedy_batch(&prompts, args.new_tokens, &[])?;
         for _ in 0..args.repeat {
             // Prefill alone (one new token), then prefill plus decoding; the difference is decoding.
             let started = Instant::now();

@@ -170,7 +170,7 @@ impl Bert {
     /// Embeds texts: tokenised (truncated at the model's limit), batched by length so padding
     /// stays small, `batch_size` at a time; returns one unit vector per text, in input order.
     pub fn embed(&self, texts: &[String], batch_size: usize) -> Result<Vec<Vec<f32>>> {
-        let encoded: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenizer.encode_with_special(t)).collect::<Result<_>>()?;
+        let encoded = self.tokenizer.encode_batch_with_special(texts)?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].len()));
         let mut out = vec![Vec::new(); texts.len()];

@@ -41,16 +41,15 @@ pub struct LlamaConfig {
 
 pub(crate) struct Layer {
     pub(crate) attn_norm: Tensor,
-    pub(crate) wq: Tensor,
-    pub(crate) wk: Tensor,
-    pub(crate) wv: Tensor,
-    pub(crate) bq: Option<Tensor>,
-    pub(crate) bk: Option<Tensor>,
-    pub(crate) bv: Option<Tensor>,
+    /// Query, key and value projections stacked (`[q_out + 2 kv_out, n_embd]`): one matrix
+    /// product per layer instead of three (on a GPU, decoding one token is bound by launches).
+    pub(crate) wqkv: Tensor,
+    /// Their biases, stacked likewise (Qwen2).
+    pub(crate) bqkv: Option<Tensor>,
     pub(crate) wo: Tensor,
     pub(crate) ffn_norm: Tensor,
-    pub(crate) w_gate: Tensor,
-    pub(crate) w_up: Tensor,
+    /// Gate and up projections stacked (`[2 n_ff, n_embd]`).
+    pub(crate) w_gate_up: Tensor,
     pub(crate) w_down: Tensor,
 }
 
@@ -218,22 +217,27 @@ impl Llama {
                 wq = unpermute(wq, c.n_head);
                 wk = unpermute(wk, c.n_head_kv);
             }
-            let bias = |part: &str, len: i64| -> Result<Option<Tensor>> {
-                let t = n(i, part);
-                if w.has(&t) { Ok(Some(load(&t, &[len])?)) } else { Ok(None) }
+            let wv = w.load(&n(i, "v"), &[kv_out, c.n_embd], Kind::Float, Device::Cpu)?;
+            let parts = [("q_bias", q_out), ("k_bias", kv_out), ("v_bias", kv_out)];
+            let bqkv = if parts.iter().any(|(part, _)| w.has(&n(i, part))) {
+                // A missing one of the three (never seen in practice) is zero.
+                let biases = parts
+                    .iter()
+                    .map(|&(part, len)| if w.has(&n(i, part)) { w.load(&n(i, part), &[len], Kind::Float, Device::Cpu) } else { Ok(Tensor::zeros([len], (Kind::Float, Device::Cpu))) })
+                    .collect::<Result<Vec<_>>>()?;
+                Some(Tensor::cat(&biases, 0).to_kind(kind).to_device(device))
+            } else {
+                None
             };
+            let gate = w.load(&n(i, "gate"), &[c.n_ff, c.n_embd], Kind::Float, Device::Cpu)?;
+            let up = w.load(&n(i, "up"), &[c.n_ff, c.n_embd], Kind::Float, Device::Cpu)?;
             layers.push(Layer {
                 attn_norm: load(&n(i, "attn_norm"), &[c.n_embd])?,
-                wq: wq.to_kind(kind).to_device(device),
-                wk: wk.to_kind(kind).to_device(device),
-                wv: load(&n(i, "v"), &[kv_out, c.n_embd])?,
-                bq: bias("q_bias", q_out)?,
-                bk: bias("k_bias", kv_out)?,
-                bv: bias("v_bias", kv_out)?,
+                wqkv: Tensor::cat(&[wq, wk, wv], 0).to_kind(kind).to_device(device),
+                bqkv,
                 wo: load(&n(i, "o"), &[c.n_embd, q_out])?,
                 ffn_norm: load(&n(i, "ffn_norm"), &[c.n_embd])?,
-                w_gate: load(&n(i, "gate"), &[c.n_ff, c.n_embd])?,
-                w_up: load(&n(i, "up"), &[c.n_ff, c.n_embd])?,
+                w_gate_up: Tensor::cat(&[gate, up], 0).to_kind(kind).to_device(device),
                 w_down: load(&n(i, "down"), &[c.n_embd, c.n_ff])?,
             });
         }
@@ -250,17 +254,35 @@ impl Llama {
     }
 
     pub(crate) fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Tensor {
-        // Norms in f32 whatever the compute dtype.
-        let xf = x.to_kind(Kind::Float);
-        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
-        (xf * (var + self.config.rms_eps).rsqrt()).to_kind(self.kind) * weight
+        // One fused kernel where libtorch has one; statistics in f32 whatever the dtype.
+        x.rms_norm([self.config.n_embd], Some(weight), self.config.rms_eps)
     }
 
-    /// cos and sin at `positions` ([B, T]), shaped [B, 1, T, D] to broadcast over heads.
+    /// cos and sin at `positions` ([B, T]), shaped [B, T, 1, D] to broadcast over heads.
     pub(crate) fn rope_at(&self, positions: &Tensor) -> (Tensor, Tensor) {
         let (b, t) = (positions.size()[0], positions.size()[1]);
         let flat = positions.flatten(0, 1);
-        (self.cos.index_select(0, &flat).view([b, 1, t, -1]), self.sin.index_select(0, &flat).view([b, 1, t, -1]))
+        (self.cos.index_select(0, &flat).view([b, t, 1, -1]), self.sin.index_select(0, &flat).view([b, t, 1, -1]))
+    }
+
+    /// Queries, keys and values of `h` ([B, T, n_embd]) through the stacked projection, queries
+    /// and keys rotated together (`rope` from [`Llama::rope_at`]); each [B, heads, T, head_dim].
+    pub(crate) fn attention_inputs(&self, layer: &Layer, h: &Tensor, rope: &(Tensor, Tensor)) -> (Tensor, Tensor, Tensor) {
+        let c = &self.config;
+        let (b, t) = (h.size()[0], h.size()[1]);
+        let qkv = h.linear(&layer.wqkv, layer.bqkv.as_ref()).view([b, t, c.n_head + 2 * c.n_head_kv, c.head_dim]);
+        let qk = self.rope(&qkv.narrow(2, 0, c.n_head + c.n_head_kv), rope);
+        let q = qk.narrow(2, 0, c.n_head).transpose(1, 2);
+        let k = qk.narrow(2, c.n_head, c.n_head_kv).transpose(1, 2);
+        let v = qkv.narrow(2, c.n_head + c.n_head_kv, c.n_head_kv).transpose(1, 2);
+        (q, k, v)
+    }
+
+    /// The SwiGLU feed-forward block of `h`.
+    pub(crate) fn feed_forward(&self, layer: &Layer, h: &Tensor) -> Tensor {
+        let n_ff = self.config.n_ff;
+        let gate_up = h.linear::<Tensor>(&layer.w_gate_up, None);
+        (gate_up.narrow(-1, 0, n_ff).silu() * gate_up.narrow(-1, n_ff, n_ff)).linear::<Tensor>(&layer.w_down, None)
     }
 
     pub(crate) fn rope(&self, x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Tensor {
@@ -306,20 +328,12 @@ impl Llama {
         // Gathered once per call, not once per layer.
         let rope = self.rope_at(positions);
         for (i, layer) in self.layers.iter().enumerate() {
-            let h = self.rms_norm(&x, &layer.attn_norm);
-            let q = h.linear(&layer.wq, layer.bq.as_ref()).view([b, t, c.n_head, c.head_dim]).transpose(1, 2);
-            let k = h.linear(&layer.wk, layer.bk.as_ref()).view([b, t, c.n_head_kv, c.head_dim]).transpose(1, 2);
-            let v = h.linear(&layer.wv, layer.bv.as_ref()).view([b, t, c.n_head_kv, c.head_dim]).transpose(1, 2);
-            let q = self.rope(&q, &rope);
-            let k = self.rope(&k, &rope);
+            let (q, k, v) = self.attention_inputs(layer, &self.rms_norm(&x, &layer.attn_norm), &rope);
             let (keys, values) = cache.append(i, &k, &v, start);
             let attn = Tensor::scaled_dot_product_attention(&q, &keys, &values, mask.as_ref(), 0.0, false, None, true);
             let attn = attn.transpose(1, 2).reshape([b, t, c.n_head * c.head_dim]);
             x = x + attn.linear::<Tensor>(&layer.wo, None);
-            let h = self.rms_norm(&x, &layer.ffn_norm);
-            let gate = h.linear::<Tensor>(&layer.w_gate, None).silu();
-            let up = h.linear::<Tensor>(&layer.w_up, None);
-            x = x + (gate * up).linear::<Tensor>(&layer.w_down, None);
+            x = &x + self.feed_forward(layer, &self.rms_norm(&x, &layer.ffn_norm));
         }
         cache.set_len(total);
         Ok(self.rms_norm(&x, &self.norm))

@@ -122,12 +122,7 @@ impl Llama {
         let scale = 1.0 / (c.head_dim as f64).sqrt();
         let selecting = seqs.iter().any(|s| s.select.is_some());
         for (li, layer) in self.layers.iter().enumerate() {
-            let h = self.rms_norm(&x, &layer.attn_norm);
-            let q = h.linear(&layer.wq, layer.bq.as_ref()).view([1, n, c.n_head, c.head_dim]).transpose(1, 2);
-            let k = h.linear(&layer.wk, layer.bk.as_ref()).view([1, n, c.n_head_kv, c.head_dim]).transpose(1, 2);
-            let v = h.linear(&layer.wv, layer.bv.as_ref()).view([1, n, c.n_head_kv, c.head_dim]).transpose(1, 2);
-            let q = self.rope(&q, &rope);
-            let k = self.rope(&k, &rope);
+            let (q, k, v) = self.attention_inputs(layer, &self.rms_norm(&x, &layer.attn_norm), &rope);
             let select_here = selecting && li == SELECT_LAYER;
             let mut kept: Vec<i64> = Vec::new();
             let mut outs = Vec::with_capacity(seqs.len());
@@ -189,15 +184,12 @@ impl Llama {
                 // Dropped rows leave the step: their laid-in states stand from here on.
                 let index = Tensor::from_slice(&kept).to_device(device);
                 x = x.index_select(1, &index);
-                rope = (rope.0.index_select(2, &index), rope.1.index_select(2, &index));
+                rope = (rope.0.index_select(1, &index), rope.1.index_select(1, &index));
                 n = kept.len() as i64;
             }
             let attn = attn.reshape([1, n, c.n_head * c.head_dim]);
             x = x + attn.linear::<Tensor>(&layer.wo, None);
-            let h = self.rms_norm(&x, &layer.ffn_norm);
-            let gate = h.linear::<Tensor>(&layer.w_gate, None).silu();
-            let up = h.linear::<Tensor>(&layer.w_up, None);
-            x = x + (gate * up).linear::<Tensor>(&layer.w_down, None);
+            x = &x + self.feed_forward(layer, &self.rms_norm(&x, &layer.ffn_norm));
         }
         let mut last = Vec::with_capacity(seqs.len());
         let mut offset = 0;

@@ -53,16 +53,11 @@ impl Llama {
         let layers = (0..c.n_layer)
             .map(|_| Layer {
                 attn_norm: ones(c.n_embd),
-                wq: normal(&[q_out, c.n_embd]),
-                wk: normal(&[kv_out, c.n_embd]),
-                wv: normal(&[kv_out, c.n_embd]),
-                bq: None,
-                bk: None,
-                bv: None,
+                wqkv: normal(&[q_out + 2 * kv_out, c.n_embd]),
+                bqkv: None,
                 wo: normal(&[c.n_embd, q_out]),
                 ffn_norm: ones(c.n_embd),
-                w_gate: normal(&[c.n_ff, c.n_embd]),
-                w_up: normal(&[c.n_ff, c.n_embd]),
+                w_gate_up: normal(&[2 * c.n_ff, c.n_embd]),
                 w_down: normal(&[c.n_embd, c.n_ff]),
             })
             .collect();
@@ -82,16 +77,11 @@ impl Llama {
             .iter()
             .map(|l| Layer {
                 attn_norm: to(&l.attn_norm),
-                wq: to(&l.wq),
-                wk: to(&l.wk),
-                wv: to(&l.wv),
-                bq: opt(&l.bq),
-                bk: opt(&l.bk),
-                bv: opt(&l.bv),
+                wqkv: to(&l.wqkv),
+                bqkv: opt(&l.bqkv),
                 wo: to(&l.wo),
                 ffn_norm: to(&l.ffn_norm),
-                w_gate: to(&l.w_gate),
-                w_up: to(&l.w_up),
+                w_gate_up: to(&l.w_gate_up),
                 w_down: to(&l.w_down),
             })
             .collect();

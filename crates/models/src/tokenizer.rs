@@ -140,6 +140,14 @@ impl TextTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// [`TextTokenizer::encode_with_special`] of many texts, tokenised in parallel (the
+    /// tokenizer's thread pool), in input order.
+    pub fn encode_batch_with_special(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encodings = self.inner.encode_batch(inputs, true).map_err(|e| ModelError::Tokenizer { path: "<tokenizer>".into(), reason: e.to_string() })?;
+        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
     /// Truncates encodings to `max_tokens` (special tokens included); no padding.
     pub fn set_truncation(&mut self, max_tokens: usize) -> Result<()> {
         let truncation = tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() };
