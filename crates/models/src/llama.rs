@@ -37,6 +37,8 @@ pub struct LlamaConfig {
     pub context_length: i64,
     /// Vocabulary size.
     pub vocab_size: i64,
+    /// Whether the output head is the embedding matrix (no output weight of its own).
+    pub tied_head: bool,
 }
 
 pub(crate) struct Layer {
@@ -94,6 +96,7 @@ fn config_from_gguf(g: &Gguf) -> Result<LlamaConfig> {
         rms_eps: g.metadata.get(&format!("{arch}.attention.layer_norm_rms_epsilon")).and_then(Value::as_f64).unwrap_or(1e-5),
         context_length: u("context_length").unwrap_or(2048),
         vocab_size,
+        tied_head: false, // set by `Llama::build` from the weights
         arch,
     };
     check_config(&config, &g.path)?;
@@ -129,6 +132,7 @@ fn config_from_hf(path: &Path) -> Result<LlamaConfig> {
         rms_eps: json.get("rms_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-5),
         context_length: int("max_position_embeddings").unwrap_or(2048),
         vocab_size: int("vocab_size")?,
+        tied_head: false, // set by `Llama::build` from the weights
         arch,
     };
     check_config(&config, path)?;
@@ -205,6 +209,8 @@ impl Llama {
         name: &dyn Fn(i64, &str) -> Option<String>,
         permuted: bool,
     ) -> Result<Self> {
+        let mut config = config;
+        config.tied_head = !w.has(&name(0, "head").expect("known part"));
         let c = &config;
         let n = |i: i64, p: &str| -> String { name(i, p).expect("known part") };
         let (q_out, kv_out) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
@@ -242,7 +248,7 @@ impl Llama {
             });
         }
         let embed = load(&n(0, "embed"), &[c.vocab_size, c.n_embd])?;
-        let lm_head = if w.has(&n(0, "head")) { load(&n(0, "head"), &[c.vocab_size, c.n_embd])? } else { embed.shallow_clone() };
+        let lm_head = if c.tied_head { embed.shallow_clone() } else { load(&n(0, "head"), &[c.vocab_size, c.n_embd])? };
         let norm = load(&n(0, "norm"), &[c.n_embd])?;
         let (cos, sin) = rope_tables(c, kind, device);
         Ok(Self { config, embed, layers, norm, lm_head, cos, sin, device, kind })

@@ -15,15 +15,15 @@ impl LlamaConfig {
     /// A named real shape: `smollm2-135m` (SmolLM2-135M), `llama3-8b` (Llama-3-8B) or `tiny`
     /// (two layers, for tests).
     pub fn preset(name: &str) -> Result<Self> {
-        let (n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, rope_base, vocab_size) = match name {
-            "tiny" => (2, 64, 128, 4, 2, 16, 10_000.0, 256),
-            "smollm2-135m" => (30, 576, 1536, 9, 3, 64, 100_000.0, 49_152),
-            "llama3-8b" => (32, 4096, 14_336, 32, 8, 128, 500_000.0, 128_256),
+        let (n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, rope_base, vocab_size, tied_head) = match name {
+            "tiny" => (2, 64, 128, 4, 2, 16, 10_000.0, 256, true),
+            "smollm2-135m" => (30, 576, 1536, 9, 3, 64, 100_000.0, 49_152, true),
+            "llama3-8b" => (32, 4096, 14_336, 32, 8, 128, 500_000.0, 128_256, false),
             other => {
                 return Err(ModelError::InvalidInput { field: "shape".into(), reason: format!("`{other}` is not one of {}", PRESETS.join(", ")) })
             }
         };
-        Ok(Self { arch: "llama".into(), n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, rope_base, rms_eps: 1e-5, context_length: 8192, vocab_size })
+        Ok(Self { arch: "llama".into(), n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, rope_base, rms_eps: 1e-5, context_length: 8192, vocab_size, tied_head })
     }
 
     /// Parameter count (embedding, blocks, final norm, and the output head when untied).
@@ -31,12 +31,7 @@ impl LlamaConfig {
         let (q_out, kv_out) = (self.n_head * self.head_dim, self.n_head_kv * self.head_dim);
         let block = 2 * self.n_embd * q_out + 2 * self.n_embd * kv_out + 3 * self.n_embd * self.n_ff + 2 * self.n_embd;
         let embed = self.vocab_size * self.n_embd;
-        embed + self.n_layer * block + self.n_embd + if self.tied_head() { 0 } else { embed }
-    }
-
-    /// Whether the output head shares the embedding matrix (the small models do).
-    pub fn tied_head(&self) -> bool {
-        self.n_embd < 1024
+        embed + self.n_layer * block + self.n_embd + if self.tied_head { 0 } else { embed }
     }
 }
 
@@ -62,7 +57,7 @@ impl Llama {
             })
             .collect();
         let embed = normal(&[c.vocab_size, c.n_embd]);
-        let lm_head = if c.tied_head() { embed.shallow_clone() } else { normal(&[c.vocab_size, c.n_embd]) };
+        let lm_head = if c.tied_head { embed.shallow_clone() } else { normal(&[c.vocab_size, c.n_embd]) };
         let (cos, sin) = rope_tables(c, kind, device);
         Self { norm: ones(c.n_embd), embed, layers, lm_head, cos, sin, device, kind, config }
     }
@@ -86,8 +81,7 @@ impl Llama {
             })
             .collect();
         let embed = to(&self.embed);
-        let tied = self.lm_head.data_ptr() == self.embed.data_ptr();
-        let lm_head = if tied { embed.shallow_clone() } else { to(&self.lm_head) };
+        let lm_head = if self.config.tied_head { embed.shallow_clone() } else { to(&self.lm_head) };
         let (cos, sin) = rope_tables(&self.config, kind, device);
         Self { config: self.config.clone(), embed, layers, norm: to(&self.norm), lm_head, cos, sin, device, kind }
     }

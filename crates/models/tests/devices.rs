@@ -27,6 +27,17 @@ fn presets_have_the_published_parameter_counts() {
 }
 
 #[test]
+fn the_smollm2_preset_is_the_shape_of_the_real_model() {
+    let dir = memgpt_models::models_dir(std::env::var_os("MEMGPT_MODELS_DIR").map(std::path::PathBuf::from));
+    let real = memgpt_models::decoder::Decoder::load(&dir.join(memgpt_models::DEFAULT_DECODER), Device::Cpu, Kind::Float).unwrap().model.config;
+    let preset = LlamaConfig::preset("smollm2-135m").unwrap();
+    // GGUF stores the epsilon as f32.
+    assert!((preset.rms_eps - real.rms_eps).abs() < 1e-9);
+    assert_eq!(LlamaConfig { context_length: real.context_length, rms_eps: real.rms_eps, ..preset }, real);
+    assert_eq!(real.parameters(), 134_515_008);
+}
+
+#[test]
 fn a_random_model_is_seeded_and_survives_a_copy() {
     let _guard = tch::no_grad_guard();
     let config = LlamaConfig::preset("tiny").unwrap();
