@@ -81,7 +81,7 @@ async fn fused_reads_through_the_cache_and_attributes_attention_per_memory() {
     assert!(shares.iter().sum::<f32>() < 1.0, "{shares:?}");
     // With the memories computed after the prefix and repaired in place (the defaults), no
     // memory carries an attention sink of its own: the passage that holds the answer
-    // outweighs the river (1.26x at the default ratio, 1.3x and more at ratio 0).
+    // outweighs the river (1.26x at ratio 0.7, 1.3x and more at ratio 0).
     assert!(shares[1] > shares[0] * 1.1, "the lighthouse memory gets more attention than the river one: {shares:?}");
     let after = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
     assert_eq!(after.memory_cache_misses - before.memory_cache_misses, 3, "{after:?}");
