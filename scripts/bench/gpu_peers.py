@@ -95,6 +95,7 @@ def decoder(args):
     with torch.device(args.device):
         model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
     vocab = config.vocab_size
+    # The same synthetic prompt as LlamaConfig::synthetic_prompt (crates/models/src/random.rs).
     prompt = [(i * 7919 + 13) % vocab for i in range(args.prompt_tokens)]
     for streams in [int(s) for s in args.streams.split(",")]:
         ids = torch.tensor([prompt] * streams, device=args.device)

@@ -95,7 +95,7 @@ pub fn decoder(args: DecoderBench) -> anyhow::Result<()> {
     let (model, prompt, name) = match &args.shape {
         Some(shape) => {
             let config = LlamaConfig::preset(shape)?;
-            let prompt: Vec<u32> = (0..args.prompt_tokens).map(|i| ((i as i64 * 7919 + 13) % config.vocab_size) as u32).collect();
+            let prompt = config.synthetic_prompt(args.prompt_tokens);
             (Llama::random(config, device, kind, 0), prompt, format!("random {shape}"))
         }
         None => {

@@ -94,11 +94,6 @@ impl Decoder {
     pub fn greedy_batch(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<(Vec<Vec<u32>>, Tensor)> {
         self.model.greedy_batch(prompts, max_new, &self.tokenizer.eos)
     }
-
-    /// As [`Decoder::greedy_batch`], always generating `max_new` tokens (benchmarks).
-    pub fn greedy_batch_no_eos(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<(Vec<Vec<u32>>, Tensor)> {
-        self.model.greedy_batch(prompts, max_new, &[])
-    }
 }
 
 fn file_name(path: &Path) -> String {

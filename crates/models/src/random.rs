@@ -26,6 +26,12 @@ impl LlamaConfig {
         Ok(Self { arch: "llama".into(), n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, rope_base, rms_eps: 1e-5, context_length: 8192, vocab_size, tied_head })
     }
 
+    /// A fixed synthetic prompt of `len` token ids spread over the vocabulary (benchmarks and
+    /// tests of random-weight models, which have no tokenizer).
+    pub fn synthetic_prompt(&self, len: usize) -> Vec<u32> {
+        (0..len).map(|i| ((i as i64 * 7919 + 13) % self.vocab_size) as u32).collect()
+    }
+
     /// Parameter count (embedding, blocks, final norm, and the output head when untied).
     pub fn parameters(&self) -> i64 {
         let (q_out, kv_out) = (self.n_head * self.head_dim, self.n_head_kv * self.head_dim);

@@ -8,10 +8,6 @@ use memgpt_models::llama::{Llama, LlamaConfig};
 use memgpt_models::ragged::SeqStep;
 use tch::{Device, Kind, Tensor};
 
-fn prompt(vocab: i64, len: usize) -> Vec<u32> {
-    (0..len).map(|i| ((i as i64 * 7919 + 13) % vocab) as u32).collect()
-}
-
 fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     let (a, b) = (a.to_device(Device::Cpu).to_kind(Kind::Double), b.to_device(Device::Cpu).to_kind(Kind::Double));
     (&a - &b).abs().max().double_value(&[]) / a.abs().max().double_value(&[])
@@ -44,7 +40,7 @@ fn a_random_model_is_seeded_and_survives_a_copy() {
     let a = Llama::random(config.clone(), Device::Cpu, Kind::Float, 7);
     let b = Llama::random(config.clone(), Device::Cpu, Kind::Float, 7);
     let c = a.to_device(Device::Cpu, Kind::Float);
-    let p = vec![prompt(config.vocab_size, 12)];
+    let p = vec![config.synthetic_prompt(12)];
     let (out_a, first_a) = a.greedy_batch(&p, 8, &[]).unwrap();
     let (out_b, first_b) = b.greedy_batch(&p, 8, &[]).unwrap();
     let (out_c, first_c) = c.greedy_batch(&p, 8, &[]).unwrap();
@@ -80,7 +76,7 @@ fn cpu_and_cuda_agree_on_a_small_random_model() {
     for shape in ["tiny", "smollm2-135m"] {
         let config = LlamaConfig::preset(shape).unwrap();
         let cpu = Llama::random(config.clone(), Device::Cpu, Kind::Float, 11);
-        let prompts = vec![prompt(config.vocab_size, 40), prompt(config.vocab_size, 25)];
+        let prompts = vec![config.synthetic_prompt(40), config.synthetic_prompt(25)];
         let (out_cpu, first_cpu) = cpu.greedy_batch(&prompts, 16, &[]).unwrap();
         // f32 on CUDA: the same greedy tokens, logits within 1e-3 of their range.
         let f32_gpu = cpu.to_device(gpu, Kind::Float);
@@ -105,7 +101,7 @@ fn the_ragged_step_on_cuda_matches_the_plain_forward() {
     let gpu = cuda();
     let config = LlamaConfig::preset("tiny").unwrap();
     let model = Llama::random(config.clone(), gpu, Kind::Float, 5);
-    let (a, b) = (prompt(config.vocab_size, 9), prompt(config.vocab_size, 17));
+    let (a, b) = (config.synthetic_prompt(9), config.synthetic_prompt(17));
     let alone = |tokens: &[u32]| {
         let mut cache = model.new_cache(1, 32);
         let ids = Tensor::from_slice(&tokens.iter().map(|&t| t as i64).collect::<Vec<_>>()).view([1, -1]).to_device(gpu);
