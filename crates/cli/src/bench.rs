@@ -58,6 +58,10 @@ pub struct DecoderBench {
     /// uses the chat-rendered PROMPT).
     #[arg(long, default_value_t = 128, requires = "shape")]
     prompt_tokens: usize,
+    /// Products of at most this many rows read the GGUF's Q4_0/Q4_1/Q8_0 blocks instead of
+    /// the dequantised f32 weights (CPU only; 0: never).
+    #[arg(long, default_value_t = memgpt_models::llama::DEFAULT_BLOCK_ROWS)]
+    block_rows: usize,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -92,7 +96,7 @@ pub fn decoder(args: DecoderBench) -> anyhow::Result<()> {
     }
     let device = memgpt_models::device::parse_device(&args.model.device)?;
     let kind = if device.is_cuda() { Kind::BFloat16 } else { Kind::Float };
-    let (model, prompt, name) = match &args.shape {
+    let (mut model, prompt, name) = match &args.shape {
         Some(shape) => {
             let config = LlamaConfig::preset(shape)?;
             let prompt = config.synthetic_prompt(args.prompt_tokens);
@@ -108,6 +112,7 @@ pub fn decoder(args: DecoderBench) -> anyhow::Result<()> {
     if args.streams.contains(&0) {
         anyhow::bail!("--streams: every count must be at least 1");
     }
+    model.set_block_rows(args.block_rows);
     for &streams in &args.streams {
         let prompts = vec![prompt.clone(); streams];
         // Warm-up: a whole run, so every cache length and kernel choice has been seen once.
@@ -134,6 +139,8 @@ pub fn decoder(args: DecoderBench) -> anyhow::Result<()> {
                     "prefill_tokens_per_s": (prompt.len() * streams) as f64 / prefill,
                     "decode_tokens_per_s": (generated - streams) as f64 / decode_secs,
                     "threads": tch::get_num_threads(),
+                    "block_rows": args.block_rows,
+                    "block_bytes": model.block_bytes(),
                 })
             );
         }

@@ -3,6 +3,7 @@
 //! chat templates. Model folders are found under a models directory (see [`models_dir`]).
 
 pub mod bert;
+mod blocks;
 pub mod chat;
 pub mod decoder;
 pub mod device;

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::blocks::{BlockMatrix, Linear};
 use crate::error::{ModelError, Result};
 use crate::gguf::{Gguf, Value};
 use crate::kv::KvCache;
@@ -45,14 +46,14 @@ pub(crate) struct Layer {
     pub(crate) attn_norm: Tensor,
     /// Query, key and value projections stacked (`[q_out + 2 kv_out, n_embd]`): one matrix
     /// product per layer instead of three (on a GPU, decoding one token is bound by launches).
-    pub(crate) wqkv: Tensor,
+    pub(crate) wqkv: Linear,
     /// Their biases, stacked likewise (Qwen2).
     pub(crate) bqkv: Option<Tensor>,
-    pub(crate) wo: Tensor,
+    pub(crate) wo: Linear,
     pub(crate) ffn_norm: Tensor,
     /// Gate and up projections stacked (`[2 n_ff, n_embd]`).
-    pub(crate) w_gate_up: Tensor,
-    pub(crate) w_down: Tensor,
+    pub(crate) w_gate_up: Linear,
+    pub(crate) w_down: Linear,
 }
 
 /// The decoder.
@@ -62,14 +63,20 @@ pub struct Llama {
     pub(crate) embed: Tensor,
     pub(crate) layers: Vec<Layer>,
     pub(crate) norm: Tensor,
-    pub(crate) lm_head: Tensor,
+    pub(crate) lm_head: Linear,
     pub(crate) cos: Tensor,
     pub(crate) sin: Tensor,
     /// Compute device.
     pub device: Device,
     /// Compute dtype.
     pub kind: Kind,
+    /// Products of at most this many rows go through the GGML blocks (see [`Llama::set_block_rows`]).
+    pub(crate) block_rows: usize,
 }
+
+/// Rows up to which a product reads the GGML blocks rather than the f32 weights (measured on
+/// a 2-core AVX2 machine: see docs/benchmarks.md).
+pub const DEFAULT_BLOCK_ROWS: usize = 8;
 
 const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2"];
 
@@ -145,6 +152,12 @@ fn unpermute(w: Tensor, heads: i64) -> Tensor {
     w.reshape([heads, out / heads / 2, 2, inp]).transpose(1, 2).reshape([out, inp])
 }
 
+/// The row order [`unpermute`] gives: row `i` of the result is row `source[i]` of the input.
+fn unpermuted_rows(out: usize, heads: usize) -> Vec<usize> {
+    let (per, half) = (out / heads, out / heads / 2);
+    (0..out).map(|r| (r / per) * per + (r % per % half) * 2 + (r % per) / half).collect()
+}
+
 impl Llama {
     /// Loads a GGUF file.
     pub fn from_gguf(gguf: Gguf, device: Device, kind: Kind) -> Result<Self> {
@@ -215,6 +228,9 @@ impl Llama {
         let n = |i: i64, p: &str| -> String { name(i, p).expect("known part") };
         let (q_out, kv_out) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
         let load = |t: &str, shape: &[i64]| w.load(t, shape, kind, device);
+        // The GGML blocks are kept beside the f32 weights for the CPU's small products.
+        let keep_blocks = device == Device::Cpu && kind == Kind::Float;
+        let blocks = |t: &str, rows: i64, cols: i64| if keep_blocks { w.blocks(t, rows, cols) } else { None };
         let mut layers = Vec::with_capacity(c.n_layer as usize);
         for i in 0..c.n_layer {
             let mut wq = w.load(&n(i, "q"), &[q_out, c.n_embd], Kind::Float, Device::Cpu)?;
@@ -237,21 +253,32 @@ impl Llama {
             };
             let gate = w.load(&n(i, "gate"), &[c.n_ff, c.n_embd], Kind::Float, Device::Cpu)?;
             let up = w.load(&n(i, "up"), &[c.n_ff, c.n_embd], Kind::Float, Device::Cpu)?;
+            let qkv_blocks = (|| {
+                let (mut q, mut k) = (blocks(&n(i, "q"), q_out, c.n_embd)?, blocks(&n(i, "k"), kv_out, c.n_embd)?);
+                if permuted {
+                    q = q.select_rows(&unpermuted_rows(q_out as usize, c.n_head as usize));
+                    k = k.select_rows(&unpermuted_rows(kv_out as usize, c.n_head_kv as usize));
+                }
+                BlockMatrix::concat(vec![q, k, blocks(&n(i, "v"), kv_out, c.n_embd)?])
+            })();
+            let gate_up_blocks = (|| BlockMatrix::concat(vec![blocks(&n(i, "gate"), c.n_ff, c.n_embd)?, blocks(&n(i, "up"), c.n_ff, c.n_embd)?]))();
             layers.push(Layer {
                 attn_norm: load(&n(i, "attn_norm"), &[c.n_embd])?,
-                wqkv: Tensor::cat(&[wq, wk, wv], 0).to_kind(kind).to_device(device),
+                wqkv: Linear::with_blocks(Tensor::cat(&[wq, wk, wv], 0).to_kind(kind).to_device(device), qkv_blocks),
                 bqkv,
-                wo: load(&n(i, "o"), &[c.n_embd, q_out])?,
+                wo: Linear::with_blocks(load(&n(i, "o"), &[c.n_embd, q_out])?, blocks(&n(i, "o"), c.n_embd, q_out)),
                 ffn_norm: load(&n(i, "ffn_norm"), &[c.n_embd])?,
-                w_gate_up: Tensor::cat(&[gate, up], 0).to_kind(kind).to_device(device),
-                w_down: load(&n(i, "down"), &[c.n_embd, c.n_ff])?,
+                w_gate_up: Linear::with_blocks(Tensor::cat(&[gate, up], 0).to_kind(kind).to_device(device), gate_up_blocks),
+                w_down: Linear::with_blocks(load(&n(i, "down"), &[c.n_embd, c.n_ff])?, blocks(&n(i, "down"), c.n_embd, c.n_ff)),
             });
         }
         let embed = load(&n(0, "embed"), &[c.vocab_size, c.n_embd])?;
-        let lm_head = if c.tied_head { embed.shallow_clone() } else { load(&n(0, "head"), &[c.vocab_size, c.n_embd])? };
+        let head = if c.tied_head { "embed" } else { "head" };
+        let head_weight = if c.tied_head { embed.shallow_clone() } else { load(&n(0, head), &[c.vocab_size, c.n_embd])? };
+        let lm_head = Linear::with_blocks(head_weight, blocks(&n(0, head), c.vocab_size, c.n_embd));
         let norm = load(&n(0, "norm"), &[c.n_embd])?;
         let (cos, sin) = rope_tables(c, kind, device);
-        Ok(Self { config, embed, layers, norm, lm_head, cos, sin, device, kind })
+        Ok(Self { config, embed, layers, norm, lm_head, cos, sin, device, kind, block_rows: DEFAULT_BLOCK_ROWS })
     }
 
     /// A KV cache for `batch` sequences of up to `capacity` tokens.
@@ -276,7 +303,7 @@ impl Llama {
     pub(crate) fn attention_inputs(&self, layer: &Layer, h: &Tensor, rope: &(Tensor, Tensor)) -> (Tensor, Tensor, Tensor) {
         let c = &self.config;
         let (b, t) = (h.size()[0], h.size()[1]);
-        let qkv = h.linear(&layer.wqkv, layer.bqkv.as_ref()).view([b, t, c.n_head + 2 * c.n_head_kv, c.head_dim]);
+        let qkv = self.linear(&layer.wqkv, h, layer.bqkv.as_ref()).view([b, t, c.n_head + 2 * c.n_head_kv, c.head_dim]);
         let qk = self.rope(&qkv.narrow(2, 0, c.n_head + c.n_head_kv), rope);
         let q = qk.narrow(2, 0, c.n_head).transpose(1, 2);
         let k = qk.narrow(2, c.n_head, c.n_head_kv).transpose(1, 2);
@@ -287,8 +314,8 @@ impl Llama {
     /// The SwiGLU feed-forward block of `h`.
     pub(crate) fn feed_forward(&self, layer: &Layer, h: &Tensor) -> Tensor {
         let n_ff = self.config.n_ff;
-        let gate_up = h.linear::<Tensor>(&layer.w_gate_up, None);
-        (gate_up.narrow(-1, 0, n_ff).silu() * gate_up.narrow(-1, n_ff, n_ff)).linear::<Tensor>(&layer.w_down, None)
+        let gate_up = self.linear(&layer.w_gate_up, h, None);
+        self.linear(&layer.w_down, &(gate_up.narrow(-1, 0, n_ff).silu() * gate_up.narrow(-1, n_ff, n_ff)), None)
     }
 
     pub(crate) fn rope(&self, x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Tensor {
@@ -306,7 +333,7 @@ impl Llama {
     pub fn forward(&self, tokens: &Tensor, positions: &Tensor, cache: &mut KvCache, key_mask: Option<&Tensor>) -> Result<Tensor> {
         let hidden = self.forward_hidden(tokens, positions, cache, key_mask)?;
         let last = hidden.select(1, -1);
-        Ok(last.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float))
+        Ok(self.logits(&last))
     }
 
     /// As [`Llama::forward`], returning the final hidden states of every position ([B, T, n_embd]).
@@ -338,7 +365,7 @@ impl Llama {
             let (keys, values) = cache.append(i, &k, &v, start);
             let attn = Tensor::scaled_dot_product_attention(&q, &keys, &values, mask.as_ref(), 0.0, false, None, true);
             let attn = attn.transpose(1, 2).reshape([b, t, c.n_head * c.head_dim]);
-            x = x + attn.linear::<Tensor>(&layer.wo, None);
+            x = x + self.linear(&layer.wo, &attn, None);
             x = &x + self.feed_forward(layer, &self.rms_norm(&x, &layer.ffn_norm));
         }
         cache.set_len(total);
@@ -347,7 +374,25 @@ impl Llama {
 
     /// Logits of hidden states ([.., n_embd] to [.., vocab], f32).
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        hidden.linear::<Tensor>(&self.lm_head, None).to_kind(Kind::Float)
+        self.linear(&self.lm_head, hidden, None).to_kind(Kind::Float)
+    }
+
+    /// `x · wᵀ (+ bias)` through [`Linear::forward`] with this model's block-row limit.
+    pub(crate) fn linear(&self, w: &Linear, x: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        w.forward(x, bias, self.block_rows)
+    }
+
+    /// Products of at most `rows` rows (decoding a few sequences) read the GGML blocks the
+    /// weights were loaded from (Q4_0, Q4_1, Q8_0 on the CPU, f32 compute) instead of the
+    /// dequantised f32 weights; 0 turns this off. Default [`DEFAULT_BLOCK_ROWS`].
+    pub fn set_block_rows(&mut self, rows: usize) {
+        self.block_rows = rows;
+    }
+
+    /// Bytes of GGML blocks kept beside the f32 weights (0 when none).
+    pub fn block_bytes(&self) -> usize {
+        let layers: usize = self.layers.iter().map(|l| l.wqkv.block_bytes() + l.wo.block_bytes() + l.w_gate_up.block_bytes() + l.w_down.block_bytes()).sum();
+        layers + self.lm_head.block_bytes()
     }
 }
 

@@ -188,7 +188,7 @@ impl Llama {
                 n = kept.len() as i64;
             }
             let attn = attn.reshape([1, n, c.n_head * c.head_dim]);
-            x = x + attn.linear::<Tensor>(&layer.wo, None);
+            x = x + self.linear(&layer.wo, &attn, None);
             x = &x + self.feed_forward(layer, &self.rms_norm(&x, &layer.ffn_norm));
         }
         let mut last = Vec::with_capacity(seqs.len());

@@ -6,7 +6,8 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::llama::{rope_tables, Layer, Llama, LlamaConfig};
+use crate::blocks::Linear;
+use crate::llama::{rope_tables, Layer, Llama, LlamaConfig, DEFAULT_BLOCK_ROWS};
 
 /// Shape names accepted by [`LlamaConfig::preset`].
 pub const PRESETS: &[&str] = &["tiny", "smollm2-135m", "llama3-8b"];
@@ -54,18 +55,18 @@ impl Llama {
         let layers = (0..c.n_layer)
             .map(|_| Layer {
                 attn_norm: ones(c.n_embd),
-                wqkv: normal(&[q_out + 2 * kv_out, c.n_embd]),
+                wqkv: Linear::plain(normal(&[q_out + 2 * kv_out, c.n_embd])),
                 bqkv: None,
-                wo: normal(&[c.n_embd, q_out]),
+                wo: Linear::plain(normal(&[c.n_embd, q_out])),
                 ffn_norm: ones(c.n_embd),
-                w_gate_up: normal(&[2 * c.n_ff, c.n_embd]),
-                w_down: normal(&[c.n_embd, c.n_ff]),
+                w_gate_up: Linear::plain(normal(&[2 * c.n_ff, c.n_embd])),
+                w_down: Linear::plain(normal(&[c.n_embd, c.n_ff])),
             })
             .collect();
         let embed = normal(&[c.vocab_size, c.n_embd]);
-        let lm_head = if c.tied_head { embed.shallow_clone() } else { normal(&[c.vocab_size, c.n_embd]) };
+        let lm_head = Linear::plain(if c.tied_head { embed.shallow_clone() } else { normal(&[c.vocab_size, c.n_embd]) });
         let (cos, sin) = rope_tables(c, kind, device);
-        Self { norm: ones(c.n_embd), embed, layers, lm_head, cos, sin, device, kind, config }
+        Self { norm: ones(c.n_embd), embed, layers, lm_head, cos, sin, device, kind, config, block_rows: DEFAULT_BLOCK_ROWS }
     }
 
     /// A copy of this model on `device` in `kind` (the same weights, converted).
@@ -78,17 +79,17 @@ impl Llama {
             .iter()
             .map(|l| Layer {
                 attn_norm: to(&l.attn_norm),
-                wqkv: to(&l.wqkv),
+                wqkv: l.wqkv.to(device, kind),
                 bqkv: opt(&l.bqkv),
-                wo: to(&l.wo),
+                wo: l.wo.to(device, kind),
                 ffn_norm: to(&l.ffn_norm),
-                w_gate_up: to(&l.w_gate_up),
-                w_down: to(&l.w_down),
+                w_gate_up: l.w_gate_up.to(device, kind),
+                w_down: l.w_down.to(device, kind),
             })
             .collect();
         let embed = to(&self.embed);
-        let lm_head = if self.config.tied_head { embed.shallow_clone() } else { to(&self.lm_head) };
+        let lm_head = if self.config.tied_head { self.lm_head.with_weight(embed.shallow_clone()) } else { self.lm_head.to(device, kind) };
         let (cos, sin) = rope_tables(&self.config, kind, device);
-        Self { config: self.config.clone(), embed, layers, norm: to(&self.norm), lm_head, cos, sin, device, kind }
+        Self { config: self.config.clone(), embed, layers, norm: to(&self.norm), lm_head, cos, sin, device, kind, block_rows: self.block_rows }
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
+use crate::blocks::BlockMatrix;
 use crate::error::{ModelError, Result};
 use crate::gguf::Gguf;
 use crate::quant::dequantize;
@@ -86,6 +87,14 @@ impl Weights {
                 Err(ModelError::format(self.source(), format!("tensor `{name}` is missing")))
             }
         }
+    }
+
+    /// The GGML blocks of the `[rows, cols]` matrix `name` when it is stored in a format the
+    /// block products read (Q4_0, Q4_1, Q8_0 in a GGUF file); `None` otherwise.
+    pub(crate) fn blocks(&self, name: &str, rows: i64, cols: i64) -> Option<BlockMatrix> {
+        let Self::Gguf(g) = self else { return None };
+        let info = g.tensors.get(name)?;
+        (info.shape() == [rows, cols]).then(|| BlockMatrix::from_ggml(info.ggml_type, g.tensor_bytes(info), rows as usize, cols as usize)).flatten()
     }
 
     /// The tensor `name` with an expected shape, in `kind` on `device`.

@@ -100,3 +100,27 @@ fn batched_greedy_equals_one_by_one() {
         assert_eq!(&alone, got, "left padding changed the output");
     }
 }
+
+#[test]
+fn block_products_agree_with_the_dequantised_weights() {
+    // Decoding steps multiply a few rows, which read the GGUF's Q4_1/Q8_0 blocks; turned off,
+    // the same steps multiply the dequantised f32 weights. Only the order of sums differs.
+    let mut decoder = Decoder::load(&models().join(memgpt_models::DEFAULT_DECODER), Device::Cpu, Kind::Float).unwrap();
+    assert!(decoder.model.block_bytes() > 0, "the default GGUF keeps its blocks");
+    let prompts: Vec<Vec<u32>> = ["Hi", "Name three colours.", "What is the capital of France?"]
+        .iter()
+        .map(|p| decoder.chat_prompt(&[ChatMessage::new("user", p)]).unwrap())
+        .collect();
+    let (with_blocks, logits_blocks) = decoder.greedy_batch(&prompts, 16).unwrap();
+    let (one, one_logits) = decoder.greedy(&prompts[1], 16).unwrap();
+    decoder.model.set_block_rows(0);
+    let (plain, logits_plain) = decoder.greedy_batch(&prompts, 16).unwrap();
+    let (one_plain, one_logits_plain) = decoder.greedy(&prompts[1], 16).unwrap();
+    assert_eq!(with_blocks, plain, "greedy tokens of 3 streams");
+    assert_eq!(one, one_plain, "greedy tokens of one stream");
+    for (a, b) in [(&logits_blocks, &logits_plain), (&one_logits, &one_logits_plain)] {
+        let diff = (a - b).abs().max().double_value(&[]);
+        let scale = b.abs().max().double_value(&[]);
+        assert!(diff <= 1e-4 * scale, "first-step logits differ by {diff} (largest logit {scale})");
+    }
+}

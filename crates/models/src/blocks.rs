@@ -1,0 +1,395 @@
+//! Matrix products read straight from GGML's 32-element blocks (Q4_0, Q4_1, Q8_0) on the CPU.
+//!
+//! Decoding one token multiplies one row by every weight matrix, so its time is the time to
+//! read the weights: SmolLM2-135M dequantised to f32 is 540 MB per token, its Q4_1 blocks about
+//! 85 MB. Each block is expanded to f32 in registers exactly as [`crate::quant::dequantize`]
+//! expands it (`q * d + m`, the same two roundings), so a product differs from the one on the
+//! dequantised f32 matrix only in the order of its sums.
+
+use std::ffi::{c_int, c_uint, c_void};
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+
+use half::f16;
+use tch::{Device, Kind, Tensor};
+
+use crate::quant::GgmlType;
+
+const BLOCK: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+impl Format {
+    /// Bytes of quantised values per block.
+    fn quant_bytes(self) -> usize {
+        match self {
+            Self::Q8_0 => 32,
+            Self::Q4_0 | Self::Q4_1 => 16,
+        }
+    }
+}
+
+/// A `[rows, cols]` matrix kept as GGML blocks along its rows, scales widened to f32.
+pub(crate) struct BlockMatrix {
+    format: Format,
+    rows: usize,
+    cols: usize,
+    /// `d` of every block, row-major (`rows * cols / 32`).
+    scales: Vec<f32>,
+    /// `m` of every block (Q4_1 only).
+    mins: Vec<f32>,
+    /// The quantised values, `quant_bytes` per block.
+    quants: Vec<u8>,
+}
+
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+impl BlockMatrix {
+    /// From the GGML bytes of a `[rows, cols]` matrix; `None` for any other type, or when the
+    /// bytes do not hold exactly that many blocks.
+    pub(crate) fn from_ggml(t: GgmlType, bytes: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        let format = match t {
+            GgmlType::Q4_0 => Format::Q4_0,
+            GgmlType::Q4_1 => Format::Q4_1,
+            GgmlType::Q8_0 => Format::Q8_0,
+            _ => return None,
+        };
+        let block_bytes = t.block().1 as usize;
+        let blocks = rows * cols / BLOCK;
+        if !cols.is_multiple_of(BLOCK) || rows == 0 || bytes.len() != blocks * block_bytes {
+            return None;
+        }
+        let header = block_bytes - format.quant_bytes();
+        let mut m = Self { format, rows, cols, scales: Vec::with_capacity(blocks), mins: Vec::new(), quants: Vec::with_capacity(blocks * format.quant_bytes()) };
+        for b in bytes.chunks_exact(block_bytes) {
+            m.scales.push(f16_at(b, 0));
+            if format == Format::Q4_1 {
+                m.mins.push(f16_at(b, 2));
+            }
+            m.quants.extend_from_slice(&b[header..]);
+        }
+        Some(m)
+    }
+
+    /// Rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn blocks_per_row(&self) -> usize {
+        self.cols / BLOCK
+    }
+
+    /// The matrices stacked along their rows; `None` unless all share format and width.
+    pub(crate) fn concat(parts: Vec<BlockMatrix>) -> Option<Self> {
+        let first = parts.first()?;
+        let (format, cols) = (first.format, first.cols);
+        if parts.iter().any(|p| p.format != format || p.cols != cols) {
+            return None;
+        }
+        let mut all = Self { format, rows: 0, cols, scales: Vec::new(), mins: Vec::new(), quants: Vec::new() };
+        for p in parts {
+            all.rows += p.rows;
+            all.scales.extend(p.scales);
+            all.mins.extend(p.mins);
+            all.quants.extend(p.quants);
+        }
+        Some(all)
+    }
+
+    /// A matrix whose row `i` is row `source[i]` of this one.
+    pub(crate) fn select_rows(&self, source: &[usize]) -> Self {
+        let (nb, qb) = (self.blocks_per_row(), self.format.quant_bytes());
+        let mut out = Self { format: self.format, rows: source.len(), cols: self.cols, scales: Vec::new(), mins: Vec::new(), quants: Vec::new() };
+        for &r in source {
+            out.scales.extend_from_slice(&self.scales[r * nb..(r + 1) * nb]);
+            if self.format == Format::Q4_1 {
+                out.mins.extend_from_slice(&self.mins[r * nb..(r + 1) * nb]);
+            }
+            out.quants.extend_from_slice(&self.quants[r * nb * qb..(r + 1) * nb * qb]);
+        }
+        out
+    }
+
+    /// Block `i` (row-major over the whole matrix) as f32, as `dequantize` gives it.
+    fn block_f32(&self, i: usize) -> [f32; BLOCK] {
+        let q = &self.quants[i * self.format.quant_bytes()..(i + 1) * self.format.quant_bytes()];
+        let d = self.scales[i];
+        let mut w = [0f32; BLOCK];
+        match self.format {
+            Format::Q4_0 | Format::Q4_1 => {
+                for (j, &byte) in q.iter().enumerate() {
+                    if self.format == Format::Q4_0 {
+                        w[j] = ((byte & 0x0f) as i32 - 8) as f32 * d;
+                        w[j + 16] = ((byte >> 4) as i32 - 8) as f32 * d;
+                    } else {
+                        let m = self.mins[i];
+                        w[j] = (byte & 0x0f) as f32 * d + m;
+                        w[j + 16] = (byte >> 4) as f32 * d + m;
+                    }
+                }
+            }
+            Format::Q8_0 => {
+                for (j, &byte) in q.iter().enumerate() {
+                    w[j] = byte as i8 as f32 * d;
+                }
+            }
+        }
+        w
+    }
+
+    /// `y = x · selfᵀ`: `x` is `[m, cols]` and `y` `[m, rows]`, both row-major. Rows are split
+    /// between libtorch's own OpenMP threads (see [`parallel`]).
+    pub(crate) fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        self.matmul_on(x, m, y, has_avx2());
+    }
+
+    /// As [`BlockMatrix::matmul`], through the AVX2 kernel or the portable one.
+    fn matmul_on(&self, x: &[f32], m: usize, y: &mut [f32], avx2: bool) {
+        assert!(x.len() == m * self.cols && y.len() == m * self.rows, "matmul: x or y has the wrong length");
+        let out = OutPtr(y.as_mut_ptr());
+        parallel(self.rows, &|rows: Range<usize>| {
+            let out = &out;
+            let mut i = 0;
+            while i < m {
+                let tile = (m - i).min(2);
+                // SAFETY: each call writes only columns `rows` of y, and the calls' ranges are
+                // disjoint; x and y lengths are checked above; AVX2 and FMA were detected.
+                unsafe {
+                    match (avx2, tile) {
+                        (true, 2) => self.rows_avx2::<2>(x, i, out.0, rows.clone()),
+                        (true, _) => self.rows_avx2::<1>(x, i, out.0, rows.clone()),
+                        (false, _) => self.rows_scalar(x, i, tile, out.0, rows.clone()),
+                    }
+                }
+                i += tile;
+            }
+        });
+    }
+
+    /// The portable path: block by block through [`BlockMatrix::block_f32`].
+    unsafe fn rows_scalar(&self, x: &[f32], m0: usize, tile: usize, y: *mut f32, rows: Range<usize>) {
+        let nb = self.blocks_per_row();
+        for n in rows {
+            for r in m0..m0 + tile {
+                let mut sum = 0f32;
+                for b in 0..nb {
+                    let w = self.block_f32(n * nb + b);
+                    let xs = &x[r * self.cols + b * BLOCK..][..BLOCK];
+                    sum += w.iter().zip(xs).map(|(w, x)| w * x).sum::<f32>();
+                }
+                *y.add(r * self.rows + n) = sum;
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_avx2<const MT: usize>(&self, x: &[f32], m0: usize, y: *mut f32, rows: Range<usize>) {
+        use std::arch::x86_64::*;
+        let (nb, qb) = (self.blocks_per_row(), self.format.quant_bytes());
+        let xp = x.as_ptr();
+        for n in rows {
+            let mut acc = [[_mm256_setzero_ps(); 4]; MT];
+            for b in 0..nb {
+                let i = n * nb + b;
+                let q = self.quants.as_ptr().add(i * qb);
+                let d = _mm256_set1_ps(*self.scales.get_unchecked(i));
+                let widen = |v: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+                let mut w = match self.format {
+                    Format::Q8_0 => {
+                        let (a, c) = (_mm_loadu_si128(q as *const __m128i), _mm_loadu_si128(q.add(16) as *const __m128i));
+                        [widen(a), widen(_mm_srli_si128::<8>(a)), widen(c), widen(_mm_srli_si128::<8>(c))]
+                    }
+                    Format::Q4_0 | Format::Q4_1 => {
+                        let raw = _mm_loadu_si128(q as *const __m128i);
+                        let mask = _mm_set1_epi8(0x0f);
+                        let mut lo = _mm_and_si128(raw, mask);
+                        let mut hi = _mm_and_si128(_mm_srli_epi16::<4>(raw), mask);
+                        if self.format == Format::Q4_0 {
+                            lo = _mm_sub_epi8(lo, _mm_set1_epi8(8));
+                            hi = _mm_sub_epi8(hi, _mm_set1_epi8(8));
+                        }
+                        [widen(lo), widen(_mm_srli_si128::<8>(lo)), widen(hi), widen(_mm_srli_si128::<8>(hi))]
+                    }
+                };
+                for v in &mut w {
+                    *v = _mm256_mul_ps(*v, d);
+                }
+                if self.format == Format::Q4_1 {
+                    let m = _mm256_set1_ps(*self.mins.get_unchecked(i));
+                    for v in &mut w {
+                        *v = _mm256_add_ps(*v, m);
+                    }
+                }
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let xb = xp.add((m0 + t) * self.cols + b * BLOCK);
+                    for j in 0..4 {
+                        acc[j] = _mm256_fmadd_ps(w[j], _mm256_loadu_ps(xb.add(8 * j)), acc[j]);
+                    }
+                }
+            }
+            for (t, a) in acc.iter().enumerate() {
+                let s = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+                let v = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps::<1>(s));
+                let v = _mm_hadd_ps(v, v);
+                *y.add((m0 + t) * self.rows + n) = _mm_cvtss_f32(_mm_hadd_ps(v, v));
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn rows_avx2<const MT: usize>(&self, x: &[f32], m0: usize, y: *mut f32, rows: Range<usize>) {
+        self.rows_scalar(x, m0, MT, y, rows)
+    }
+}
+
+/// The output pointer shared by the chunks (each writes its own columns).
+struct OutPtr(*mut f32);
+// SAFETY: the chunks of one `matmul` write disjoint elements and finish before it returns.
+unsafe impl Sync for OutPtr {}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX2: OnceLock<bool> = OnceLock::new();
+        *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+type GompParallel = unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint);
+type OmpInt = unsafe extern "C" fn() -> c_int;
+
+/// libgomp's entry points, found in the process (libtorch brings libgomp); `None` without it.
+fn openmp() -> Option<(GompParallel, OmpInt, OmpInt)> {
+    static OPENMP: OnceLock<Option<(GompParallel, OmpInt, OmpInt)>> = OnceLock::new();
+    *OPENMP.get_or_init(|| {
+        // SAFETY: dlsym on the global namespace with NUL-terminated names; the symbols, when
+        // present, have these signatures (libgomp's ABI since GCC 4.9).
+        unsafe {
+            let find = |name: &[u8]| libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr().cast());
+            let (p, n, t) = (find(b"GOMP_parallel\0"), find(b"omp_get_num_threads\0"), find(b"omp_get_thread_num\0"));
+            if p.is_null() || n.is_null() || t.is_null() {
+                tracing::debug!("no OpenMP runtime found: block products run on one thread");
+                return None;
+            }
+            Some((std::mem::transmute::<*mut c_void, GompParallel>(p), std::mem::transmute::<*mut c_void, OmpInt>(n), std::mem::transmute::<*mut c_void, OmpInt>(t)))
+        }
+    })
+}
+
+/// Runs `f` on contiguous, disjoint parts of `0..len` covering it, one part per thread of
+/// libtorch's OpenMP team (libtorch's intra-op thread count). The same threads run libtorch's
+/// own parallel kernels, so none of them spins waiting while another pool works.
+fn parallel(len: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
+    let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).clamp(1, len.div_ceil(16).max(1));
+    let Some((gomp_parallel, num_threads, thread_num)) = openmp().filter(|_| threads > 1) else {
+        f(0..len);
+        return;
+    };
+    struct Job<'a> {
+        len: usize,
+        f: &'a (dyn Fn(Range<usize>) + Sync),
+        num_threads: OmpInt,
+        thread_num: OmpInt,
+    }
+    extern "C" fn run(data: *mut c_void) {
+        // SAFETY: `data` is the `Job` below, alive until GOMP_parallel returns.
+        let job = unsafe { &*(data as *const Job) };
+        let (n, t) = unsafe { ((job.num_threads)().max(1) as usize, (job.thread_num)().max(0) as usize) };
+        let part = job.len.div_ceil(n);
+        let range = (t * part).min(job.len)..((t + 1) * part).min(job.len);
+        if !range.is_empty() && std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.f)(range))).is_err() {
+            std::process::abort(); // a panic must not unwind into C
+        }
+    }
+    let job = Job { len, f, num_threads, thread_num };
+    // SAFETY: `run` reads `job` only during this call; GOMP_parallel returns after every thread
+    // of the team has finished it.
+    unsafe { gomp_parallel(run, &job as *const Job as *mut c_void, threads as c_uint, 0) };
+}
+
+#[cfg(test)]
+#[path = "blocks_tests.rs"]
+mod tests;
+
+/// A weight matrix `w` for `x · wᵀ`: the tensor, and, on the CPU, the GGML blocks it was
+/// dequantised from when their format has a kernel here.
+pub(crate) struct Linear {
+    pub(crate) weight: Tensor,
+    blocks: Option<Arc<BlockMatrix>>,
+}
+
+impl Linear {
+    /// A matrix with no blocks (every product through libtorch).
+    pub(crate) fn plain(weight: Tensor) -> Self {
+        Self { weight, blocks: None }
+    }
+
+    /// A matrix with its blocks; they must be the weight's own (same shape).
+    pub(crate) fn with_blocks(weight: Tensor, blocks: Option<BlockMatrix>) -> Self {
+        let blocks = blocks.filter(|b| weight.size() == [b.rows() as i64, b.cols() as i64]);
+        Self { weight, blocks: blocks.map(Arc::new) }
+    }
+
+    /// Bytes of the blocks kept beside the weight.
+    pub(crate) fn block_bytes(&self) -> usize {
+        self.blocks.as_ref().map_or(0, |b| b.scales.len() * 4 + b.mins.len() * 4 + b.quants.len())
+    }
+
+    /// `x · wᵀ (+ bias)`: through the blocks when there are some, `x` is f32 on the CPU and it
+    /// has at most `max_rows` rows (where reading the weights, not arithmetic, is the cost);
+    /// otherwise through libtorch.
+    pub(crate) fn forward(&self, x: &Tensor, bias: Option<&Tensor>, max_rows: usize) -> Tensor {
+        if let Some(blocks) = &self.blocks {
+            let cols = blocks.cols() as i64;
+            let rows = if x.dim() > 0 && x.size().last() == Some(&cols) { x.numel() / blocks.cols() } else { 0 };
+            if rows > 0 && rows <= max_rows && x.device() == Device::Cpu && x.kind() == Kind::Float {
+                let x = x.contiguous();
+                let mut shape = x.size();
+                *shape.last_mut().expect("at least one dimension") = blocks.rows() as i64;
+                let y = Tensor::empty(shape.as_slice(), (Kind::Float, Device::Cpu));
+                // SAFETY: both tensors are contiguous f32 on the CPU with exactly these lengths,
+                // and `y` is fresh (no other view of it exists).
+                let (xs, ys) = unsafe {
+                    (
+                        std::slice::from_raw_parts(x.data_ptr() as *const f32, rows * blocks.cols()),
+                        std::slice::from_raw_parts_mut(y.data_ptr() as *mut f32, rows * blocks.rows()),
+                    )
+                };
+                blocks.matmul(xs, rows, ys);
+                return match bias {
+                    Some(b) => y + b,
+                    None => y,
+                };
+            }
+        }
+        x.linear(&self.weight, bias)
+    }
+
+    /// The matrix on `device` in `kind`; the blocks stay only on the CPU.
+    pub(crate) fn to(&self, device: Device, kind: Kind) -> Self {
+        self.with_weight(self.weight.to_kind(kind).to_device(device))
+    }
+
+    /// This matrix's blocks beside `weight` (this weight converted, or a tensor sharing it);
+    /// the blocks stay only where `weight` is on the CPU.
+    pub(crate) fn with_weight(&self, weight: Tensor) -> Self {
+        let blocks = if weight.device() == Device::Cpu { self.blocks.clone() } else { None };
+        Self { weight, blocks }
+    }
+}
