@@ -54,7 +54,7 @@ fn every_format_matches_the_dequantised_product() {
     let avx2 = [false, has_avx2()];
     for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
         for &(rows, cols) in &[(1, 32), (37, 64), (200, 96), (576, 576)] {
-            for m in [1, 2, 3, 5] {
+            for m in [1, 2, 3, 5, 8, 13] {
                 for &a in avx2.iter().filter(|a| !**a || has_avx2()) {
                     check(t, rows, cols, m, a);
                 }

@@ -76,7 +76,7 @@ pub struct Llama {
 
 /// Rows up to which a product reads the GGML blocks rather than the f32 weights (measured on
 /// a 2-core AVX2 machine: see docs/benchmarks.md).
-pub const DEFAULT_BLOCK_ROWS: usize = 32;
+pub const DEFAULT_BLOCK_ROWS: usize = 64;
 
 const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2"];
 
