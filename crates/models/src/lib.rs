@@ -13,6 +13,7 @@ pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod kv;
+mod linear;
 pub mod llama;
 pub mod quant;
 pub mod ragged;

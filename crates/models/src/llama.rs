@@ -7,7 +7,8 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::blocks::{BlockMatrix, Linear};
+use crate::blocks::BlockMatrix;
+use crate::linear::Linear;
 use crate::error::{ModelError, Result};
 use crate::gguf::{Gguf, Value};
 use crate::kv::KvCache;

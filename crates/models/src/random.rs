@@ -6,7 +6,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::blocks::Linear;
+use crate::linear::Linear;
 use crate::llama::{rope_tables, Layer, Llama, LlamaConfig, DEFAULT_BLOCK_ROWS};
 
 /// Shape names accepted by [`LlamaConfig::preset`].
