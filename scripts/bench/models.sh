@@ -31,7 +31,7 @@ for run in $(seq "$RUNS"); do
     "$MEMGPT" bench decoder --streams 1 --new-tokens 64 --threads "$THREADS" --block-rows 0 | sed 's/"system":"memgpt"/"system":"memgpt-f32-only"/' | tee -a "$OUT"
     "$MEMGPT" bench decoder --streams 16 --new-tokens 32 --threads "$THREADS" --block-rows 0 | sed 's/"system":"memgpt"/"system":"memgpt-f32-only-16"/' | tee -a "$OUT"
     "$PY" scripts/bench/peers.py llamacpp --new-tokens 64 --threads "$THREADS" | tee -a "$OUT"
-    "$PY" scripts/bench/peers.py llamacpp-batched --streams 16 --new-tokens 32 --threads "$THREADS" 2>/dev/null | sed 's/"system":"llama.cpp-batched"/"system":"llama.cpp-batched-16"/' | tee -a "$OUT"
+    "$PY" scripts/bench/peers.py llamacpp-batched --streams 16 --new-tokens 32 --threads "$THREADS" 2>/dev/null | tee -a "$OUT"
     if [ "$run" = 1 ]; then
         "$PY" scripts/bench/peers.py transformers --new-tokens 16 --threads "$THREADS" | tee -a "$OUT"
     fi
