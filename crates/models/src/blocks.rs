@@ -194,7 +194,8 @@ impl BlockMatrix {
     fn matmul_on(&self, x: &[f32], m: usize, y: &mut [f32], avx2: bool) {
         assert!(x.len() == m * self.cols && y.len() == m * self.rows, "matmul: x or y has the wrong length");
         let out = OutPtr(y.as_mut_ptr());
-        let sums: Vec<f32> = if self.format == Format::Q4_1 { x.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect() } else { Vec::new() };
+        // Σx per block, for the tiles of fewer than eight rows (Q4_1's `m·Σx` term).
+        let sums: Vec<f32> = if self.format == Format::Q4_1 && m % 8 != 0 { x.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect() } else { Vec::new() };
         parallel(self.rows, &|rows: Range<usize>| {
             let out = &out;
             let mut i = 0;

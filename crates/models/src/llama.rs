@@ -147,16 +147,18 @@ fn config_from_hf(path: &Path) -> Result<LlamaConfig> {
     Ok(config)
 }
 
-/// GGUF stores llama q/k rows permuted for interleaved RoPE; undo it (rotate-half layout).
-fn unpermute(w: Tensor, heads: i64) -> Tensor {
-    let (out, inp) = w.size2().expect("2-D weight");
-    w.reshape([heads, out / heads / 2, 2, inp]).transpose(1, 2).reshape([out, inp])
-}
-
-/// The row order [`unpermute`] gives: row `i` of the result is row `source[i]` of the input.
+/// GGUF stores llama q/k rows permuted for interleaved RoPE; this is the row order that undoes
+/// it (rotate-half layout): row `i` of the result is row `source[i]` of the stored matrix. One
+/// order for the f32 weights and their GGML blocks.
 fn unpermuted_rows(out: usize, heads: usize) -> Vec<usize> {
     let (per, half) = (out / heads, out / heads / 2);
     (0..out).map(|r| (r / per) * per + (r % per % half) * 2 + (r % per) / half).collect()
+}
+
+/// The rows `source` of `w`, in that order.
+fn select_rows(w: &Tensor, source: &[usize]) -> Tensor {
+    let index: Vec<i64> = source.iter().map(|&r| r as i64).collect();
+    w.index_select(0, &Tensor::from_slice(&index))
 }
 
 impl Llama {
@@ -232,13 +234,16 @@ impl Llama {
         // The GGML blocks are kept beside the f32 weights for the CPU's small products.
         let keep_blocks = device == Device::Cpu && kind == Kind::Float;
         let blocks = |t: &str, rows: i64, cols: i64| if keep_blocks { w.blocks(t, rows, cols) } else { None };
+        // The q and k row orders, the same for every layer.
+        let q_rows = unpermuted_rows(q_out as usize, c.n_head as usize);
+        let k_rows = unpermuted_rows(kv_out as usize, c.n_head_kv as usize);
         let mut layers = Vec::with_capacity(c.n_layer as usize);
         for i in 0..c.n_layer {
             let mut wq = w.load(&n(i, "q"), &[q_out, c.n_embd], Kind::Float, Device::Cpu)?;
             let mut wk = w.load(&n(i, "k"), &[kv_out, c.n_embd], Kind::Float, Device::Cpu)?;
             if permuted {
-                wq = unpermute(wq, c.n_head);
-                wk = unpermute(wk, c.n_head_kv);
+                wq = select_rows(&wq, &q_rows);
+                wk = select_rows(&wk, &k_rows);
             }
             let wv = w.load(&n(i, "v"), &[kv_out, c.n_embd], Kind::Float, Device::Cpu)?;
             let parts = [("q_bias", q_out), ("k_bias", kv_out), ("v_bias", kv_out)];
@@ -257,8 +262,8 @@ impl Llama {
             let qkv_blocks = (|| {
                 let (mut q, mut k) = (blocks(&n(i, "q"), q_out, c.n_embd)?, blocks(&n(i, "k"), kv_out, c.n_embd)?);
                 if permuted {
-                    q = q.select_rows(&unpermuted_rows(q_out as usize, c.n_head as usize));
-                    k = k.select_rows(&unpermuted_rows(kv_out as usize, c.n_head_kv as usize));
+                    q = q.select_rows(&q_rows);
+                    k = k.select_rows(&k_rows);
                 }
                 BlockMatrix::concat(vec![q, k, blocks(&n(i, "v"), kv_out, c.n_embd)?])
             })();
