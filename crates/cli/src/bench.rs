@@ -76,7 +76,7 @@ pub fn encoder(args: EncoderBench) -> anyhow::Result<()> {
     let docs = crate::eval::read_jsonl(&args.input)?;
     let field = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
     let texts: Vec<String> = docs.iter().take(args.limit).map(|d| format!("{} {}", field(d, "title"), field(d, "text")).trim().to_string()).collect();
-    let precision = if args.precision == "bf16" { Precision::Bf16 } else { Precision::F32 };
+    let precision: Precision = args.precision.parse()?;
     let device = memgpt_models::device::parse_device(&args.model.device)?;
     let dir = memgpt_models::models_dir(args.model.models_dir.clone()).join(memgpt_models::DEFAULT_ENCODER);
     let bert = Bert::load(&dir, device, precision)?;

@@ -158,7 +158,7 @@ pub fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
         tch::set_num_threads(args.model.threads as i32);
     }
     let device = memgpt_models::device::parse_device(&args.model.device)?;
-    let precision = if args.precision == "bf16" { Precision::Bf16 } else { Precision::F32 };
+    let precision: Precision = args.precision.parse()?;
     let dir = memgpt_models::models_dir(args.model.models_dir.clone()).join(&args.encoder);
     let bert = Bert::load(&dir, device, precision)?;
 
