@@ -23,6 +23,9 @@ for run in $(seq "$RUNS"); do
         "$MEMGPT" bench encoder --input "$CORPUS" --limit 300 --batch-size 32 --precision bf16 --threads "$THREADS" | tee -a "$OUT"
     fi
     "$PY" scripts/bench/peers.py encoder --input "$CORPUS" --limit 300 --batch-size 32 --threads "$THREADS" | tee -a "$OUT"
+    if grep -qE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+        "$PY" scripts/bench/peers.py encoder --input "$CORPUS" --limit 300 --batch-size 32 --threads "$THREADS" --precision bf16 | tee -a "$OUT"
+    fi
   fi
   if [[ "$PARTS" == *decoder* ]]; then
     "$MEMGPT" bench decoder --streams 1 --new-tokens 64 --threads "$THREADS" | tee -a "$OUT"

@@ -9,6 +9,7 @@ Each prints one JSON line like the Rust side.
 """
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -36,11 +37,15 @@ def encoder(args):
             if len(texts) == args.limit:
                 break
     model = SentenceTransformer(os.path.join(MODELS, "all-MiniLM-L6-v2"), device="cpu")
-    model.encode(texts[: args.batch_size], batch_size=args.batch_size)
-    start = time.perf_counter()
-    model.encode(texts, batch_size=args.batch_size)
-    secs = time.perf_counter() - start
-    print(json.dumps({"system": "sentence-transformers", "documents": len(texts), "seconds": secs,
+    # bf16: PyTorch's own CPU autocast around the same model (what a Python user would try).
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
+    with context:
+        model.encode(texts[: args.batch_size], batch_size=args.batch_size)
+        start = time.perf_counter()
+        model.encode(texts, batch_size=args.batch_size)
+        secs = time.perf_counter() - start
+    system = "sentence-transformers" + ("-bf16-autocast" if args.precision == "bf16" else "")
+    print(json.dumps({"system": system, "documents": len(texts), "seconds": secs,
                       "documents_per_s": len(texts) / secs, "threads": torch.get_num_threads()}))
 
 
@@ -231,6 +236,7 @@ def main():
     e.add_argument("--limit", type=int, default=1000)
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--precision", choices=["f32", "bf16"], default="f32")
     for name in ["llamacpp", "llamacpp-batched", "transformers"]:
         d = sub.add_parser(name)
         d.add_argument("--streams", type=int, default=1)
