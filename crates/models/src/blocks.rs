@@ -187,30 +187,34 @@ impl BlockMatrix {
     /// `y = x · selfᵀ`: `x` is `[m, cols]` and `y` `[m, rows]`, both row-major. Rows are split
     /// between libtorch's own OpenMP threads (see [`parallel`]).
     pub(crate) fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
-        self.matmul_on(x, m, y, has_avx2());
+        self.matmul_on(x, m, y, Kernel::best());
     }
 
-    /// As [`BlockMatrix::matmul`], through the AVX2 kernel or the portable one.
-    fn matmul_on(&self, x: &[f32], m: usize, y: &mut [f32], avx2: bool) {
+    /// As [`BlockMatrix::matmul`], through `kernel` (which must be available: [`Kernel::available`]).
+    fn matmul_on(&self, x: &[f32], m: usize, y: &mut [f32], kernel: Kernel) {
         assert!(x.len() == m * self.cols && y.len() == m * self.rows, "matmul: x or y has the wrong length");
         let out = OutPtr(y.as_mut_ptr());
         // Σx per block, for the tiles of fewer than eight rows (Q4_1's `m·Σx` term).
         let sums: Vec<f32> = if self.format == Format::Q4_1 && m % 8 != 0 { x.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect() } else { Vec::new() };
+        let tile = |left: usize| if left >= 8 { 8 } else { left.min(4) };
         parallel(self.rows, &|rows: Range<usize>| {
             let out = &out;
             let mut i = 0;
             while i < m {
-                let tile = if m - i >= 8 { 8 } else { (m - i).min(4) };
+                let tile = tile(m - i);
                 // SAFETY: each call writes only columns `rows` of y, and the calls' ranges are
-                // disjoint; x and y lengths are checked above; AVX2 and FMA were detected.
+                // disjoint; x and y lengths are checked above; the kernel's CPU features were
+                // detected (`Kernel::available`).
                 unsafe {
-                    match (avx2, tile) {
-                        (true, 8) => self.rows_avx2_wide::<8>(x, i, out.0, rows.clone()),
-                        (true, 4) => self.rows_avx2::<4>(x, &sums, i, out.0, rows.clone()),
-                        (true, 3) => self.rows_avx2::<3>(x, &sums, i, out.0, rows.clone()),
-                        (true, 2) => self.rows_avx2::<2>(x, &sums, i, out.0, rows.clone()),
-                        (true, _) => self.rows_avx2::<1>(x, &sums, i, out.0, rows.clone()),
-                        (false, _) => self.rows_scalar(x, i, tile, out.0, rows.clone()),
+                    match (kernel, tile) {
+                        #[cfg(target_arch = "x86_64")]
+                        (Kernel::Avx512, 8) => self.rows_avx512_pairs::<8>(x, i, out.0, rows.clone()),
+                        (Kernel::Portable, _) => self.rows_scalar(x, i, tile, out.0, rows.clone()),
+                        (_, 8) => self.rows_avx2_wide::<8>(x, i, out.0, rows.clone()),
+                        (_, 4) => self.rows_avx2::<4>(x, &sums, i, out.0, rows.clone()),
+                        (_, 3) => self.rows_avx2::<3>(x, &sums, i, out.0, rows.clone()),
+                        (_, 2) => self.rows_avx2::<2>(x, &sums, i, out.0, rows.clone()),
+                        (_, _) => self.rows_avx2::<1>(x, &sums, i, out.0, rows.clone()),
                     }
                 }
                 i += tile;
@@ -327,14 +331,41 @@ struct OutPtr(*mut f32);
 // SAFETY: the chunks of one `matmul` write disjoint elements and finish before it returns.
 unsafe impl Sync for OutPtr {}
 
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVX2: OnceLock<bool> = OnceLock::new();
-        *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+/// The kernels of the block products, by the CPU features they need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// Any CPU: blocks expanded one at a time.
+    Portable,
+    /// AVX2 and FMA: eight-lane vectors, up to eight rows of `x` per pass.
+    Avx2,
+    /// AVX-512F (and AVX2, FMA): sixteen-lane vectors, two weight rows by eight rows of `x`
+    /// per pass; tiles of fewer than eight rows use the AVX2 kernel.
+    Avx512,
+}
+
+impl Kernel {
+    /// Whether this CPU runs `self`.
+    fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            match self {
+                Self::Portable => true,
+                Self::Avx2 => avx2,
+                Self::Avx512 => avx2 && is_x86_feature_detected!("avx512f"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Self::Portable
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+
+    /// The fastest kernel this CPU runs (detected once).
+    fn best() -> Self {
+        static BEST: OnceLock<Kernel> = OnceLock::new();
+        *BEST.get_or_init(|| [Self::Avx512, Self::Avx2].into_iter().find(|k| k.available()).unwrap_or(Self::Portable))
+    }
 }
 
 type GompParallel = unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint);
@@ -388,6 +419,10 @@ fn parallel(len: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
     // of the team has finished it.
     unsafe { gomp_parallel(run, &job as *const Job as *mut c_void, threads as c_uint, 0) };
 }
+
+#[cfg(target_arch = "x86_64")]
+#[path = "blocks_avx512.rs"]
+mod avx512;
 
 #[cfg(test)]
 #[path = "blocks_tests.rs"]

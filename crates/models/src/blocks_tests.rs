@@ -35,28 +35,30 @@ fn reference(w: &[f32], x: &[f32], m: usize, rows: usize, cols: usize) -> Vec<f3
     y
 }
 
-fn check(t: GgmlType, rows: usize, cols: usize, m: usize, avx2: bool) {
+fn check(t: GgmlType, rows: usize, cols: usize, m: usize, kernel: Kernel) {
     let bytes = random_blocks(t, rows, cols, (rows * 31 + cols + m) as u64);
     let w = dequantize(t, &bytes).unwrap();
     let matrix = BlockMatrix::from_ggml(t, &bytes, rows, cols).unwrap();
     let x: Vec<f32> = (0..m * cols).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
     let mut y = vec![f32::NAN; m * rows];
-    matrix.matmul_on(&x, m, &mut y, avx2);
+    matrix.matmul_on(&x, m, &mut y, kernel);
     let want = reference(&w, &x, m, rows, cols);
     let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-3);
     for (i, (got, want)) in y.iter().zip(&want).enumerate() {
-        assert!((got - want).abs() <= 1e-5 * scale, "{t:?} {rows}x{cols} m={m} avx2={avx2}: y[{i}] = {got}, want {want}");
+        assert!((got - want).abs() <= 1e-5 * scale, "{t:?} {rows}x{cols} m={m} {kernel:?}: y[{i}] = {got}, want {want}");
     }
 }
 
 #[test]
 fn every_format_matches_the_dequantised_product() {
-    let avx2 = [false, has_avx2()];
+    let kernels: Vec<Kernel> = [Kernel::Portable, Kernel::Avx2, Kernel::Avx512].into_iter().filter(|k| k.available()).collect();
+    eprintln!("kernels on this CPU: {kernels:?}");
     for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
         for &(rows, cols) in &[(1, 32), (37, 64), (200, 96), (576, 576)] {
-            for m in [1, 2, 3, 5, 8, 13] {
-                for &a in avx2.iter().filter(|a| !**a || has_avx2()) {
-                    check(t, rows, cols, m, a);
+            // Every tile: 1-4 (narrow), 8 (wide), 16 (AVX-512), and mixes of them.
+            for m in [1, 2, 3, 5, 8, 13, 16, 29, 60] {
+                for &k in &kernels {
+                    check(t, rows, cols, m, k);
                 }
             }
         }
