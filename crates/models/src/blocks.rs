@@ -7,7 +7,8 @@
 //! eight rows on each block is expanded once exactly as [`crate::quant::dequantize`] expands
 //! it and multiplied with eight rows (the expansion shared by more rows). Either differs from
 //! the product with the dequantised f32 matrix only in f32 rounding (the tests hold it to
-//! 1e-5). The portable path (no AVX2) expands blocks as `dequantize` does.
+//! 1e-5). With AVX-512 the eight-row tiles go through `blocks_avx512.rs` (two weight rows per
+//! pass); the portable path (no AVX2) expands blocks as `dequantize` does.
 
 use std::ffi::{c_int, c_uint, c_void};
 use std::ops::Range;
