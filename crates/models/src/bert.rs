@@ -147,6 +147,9 @@ impl Bert {
             precision,
             dir: dir.to_path_buf(),
         };
+        if precision == Precision::Bf16 && device == Device::Cpu && !Precision::cpu_has_native_bf16() {
+            tracing::warn!(precision = "bf16", "this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 encoding is emulated and slower than f32");
+        }
         if precision == Precision::Bf16 {
             // Linear layers (weights and biases) in bf16; embeddings and norms stay f32.
             for l in &mut bert.layers {

@@ -114,9 +114,6 @@ pub async fn serve_with(
         .max_encoding_message_size(config.max_message_bytes);
 
     let precision = config.encoder_precision.parse::<Precision>()?;
-    if precision == Precision::Bf16 && device == tch::Device::Cpu && !Precision::cpu_has_native_bf16() {
-        tracing::warn!(precision = "bf16", "this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 encoding is emulated and slower than f32");
-    }
     let encoder = EncoderHandle::spawn(EncoderConfig {
         dir: config.encoder_dir(),
         device,
