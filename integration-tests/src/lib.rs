@@ -7,18 +7,16 @@ pub mod load;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use memgpt_proto::gateway::v1::gateway_client::GatewayClient;
+pub use memgpt_testkit::{data, Bearer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// The folder of this build's binaries (next to the running test executable's `deps/`).
 pub fn bin_dir() -> PathBuf {
@@ -43,6 +41,9 @@ impl Proc {
     /// it logged its address.
     pub fn spawn(binary: &str, listen: &str, args: &[String]) -> anyhow::Result<Self> {
         let path = bin_dir().join(binary);
+        if !path.exists() {
+            bail!("{} is not built: build the workspace first (cargo build --release --workspace --all-targets)", path.display());
+        }
         let mut child = Command::new(&path)
             .args(["--listen", listen, "--log-format", "json", "--log", "info,qdrant_edge=error"])
             .args(args)
@@ -130,23 +131,13 @@ fn listen_addr(line: &str) -> Option<SocketAddr> {
 
 /// Waits until `addr` reports `service` SERVING.
 pub async fn wait_serving(addr: SocketAddr, service: &str, within: Duration) -> anyhow::Result<()> {
-    let work = async {
-        loop {
-            if let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await {
-                let mut health = HealthClient::new(channel);
-                if let Ok(stream) = health.watch(HealthCheckRequest { service: service.into() }).await {
-                    let mut stream = stream.into_inner();
-                    while let Ok(Some(msg)) = stream.message().await {
-                        if msg.status == ServingStatus::Serving as i32 {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(within, work).await.with_context(|| format!("{addr} did not report {service} SERVING within {within:?}"))?
+    let deadline = std::time::Instant::now() + within;
+    let channel = tokio::time::timeout(within, memgpt_testkit::connect(&memgpt_testkit::endpoint(addr), deadline))
+        .await
+        .with_context(|| format!("cannot connect to {addr} within {within:?}"))?;
+    memgpt_testkit::wait_serving(channel, service, deadline.saturating_duration_since(std::time::Instant::now()))
+        .await
+        .map_err(|e| anyhow::anyhow!("{addr}: {e}"))
 }
 
 /// How to start a cluster.
@@ -189,12 +180,12 @@ impl Cluster {
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("memory");
-        let memory = Proc::spawn("it-memory", "127.0.0.1:0", &strings(&["--data-dir", data.to_str().context("path")?]))?;
+        let memory = Proc::spawn("memgpt-memory", "127.0.0.1:0", &strings(&["--data-dir", data.to_str().context("path")?]))?;
         let mut generators = Vec::new();
         for _ in 0..options.generators {
             let mut args = strings(&["--threads", "1", "--device", "cpu"]);
             args.extend(options.generator_args.iter().cloned());
-            generators.push(Proc::spawn("it-generator", "127.0.0.1:0", &args)?);
+            generators.push(Proc::spawn("memgpt-generator", "127.0.0.1:0", &args)?);
         }
         let gens: Vec<String> = generators.iter().map(|g| format!("http://{}", g.addr)).collect();
         let mut args = strings(&["--memory", &format!("http://{}", memory.addr), "--generator", &gens.join(",")]);
@@ -208,7 +199,7 @@ impl Cluster {
             None => args.push("--no-auth".into()),
         }
         args.extend(options.gateway_args.iter().cloned());
-        let gateway = Proc::spawn("it-gateway", "127.0.0.1:0", &args)?;
+        let gateway = Proc::spawn("memgpt-gateway", "127.0.0.1:0", &args)?;
         let cluster = Self { memory, generators, gateway, dir };
         if let Err(e) = wait_serving(cluster.gateway.addr, "memgpt.gateway.v1.Gateway", Duration::from_secs(300)).await {
             bail!("{e:#}\n--- gateway log:\n{}\n--- memory log:\n{}", cluster.gateway.log(), cluster.memory.log());
@@ -229,32 +220,12 @@ impl Cluster {
     }
 }
 
-/// Adds `authorization: Bearer <key>`.
-#[derive(Clone)]
-pub struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
 /// A gateway client.
 pub type Client = GatewayClient<InterceptedService<Channel, Bearer>>;
 
 /// Connects to a gateway at `addr` with `key`.
 pub async fn client(addr: SocketAddr, key: Option<&str>) -> anyhow::Result<Client> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
-    let bearer = Bearer(key.map(|k| format!("Bearer {k}").parse()).transpose()?);
+    let bearer = Bearer::new(key)?;
     Ok(GatewayClient::with_interceptor(channel, bearer).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20))
-}
-
-/// The shared evaluation data folder.
-pub fn data(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name);
-    assert!(p.exists(), "evaluation data not found at {}", p.display());
-    p
 }

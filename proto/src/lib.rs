@@ -33,3 +33,35 @@ pub mod gateway {
 }
 
 pub mod compat;
+
+/// The gateway's authentication as a client sends it: `authorization: Bearer <key>`.
+pub mod auth {
+    use tonic::metadata::errors::InvalidMetadataValue;
+    use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+
+    /// Adds `authorization: Bearer <key>` to every call (nothing when there is no key).
+    #[derive(Debug, Clone, Default)]
+    pub struct Bearer(Option<AsciiMetadataValue>);
+
+    impl Bearer {
+        /// The interceptor for `key`; fails when the key holds characters gRPC metadata
+        /// cannot carry.
+        pub fn new(key: Option<&str>) -> Result<Self, InvalidMetadataValue> {
+            Ok(Self(key.map(|k| format!("Bearer {k}").parse()).transpose()?))
+        }
+
+        /// Puts the header into `metadata`.
+        pub fn apply(&self, metadata: &mut MetadataMap) {
+            if let Some(v) = &self.0 {
+                metadata.insert("authorization", v.clone());
+            }
+        }
+    }
+
+    impl tonic::service::Interceptor for Bearer {
+        fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+            self.apply(req.metadata_mut());
+            Ok(req)
+        }
+    }
+}

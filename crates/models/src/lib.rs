@@ -1,25 +1,21 @@
 //! Real models on tch: a BERT-family sentence encoder and a llama-family decoder, loaded from
 //! Hugging Face folders (safetensors, tokenizer.json) or GGUF files, with their tokenisers and
 //! chat templates. Model folders are found under a models directory (see [`models_dir`]).
+//!
+//! - [`formats`]: the files weights come in (GGUF with its quantisation types, safetensors);
+//! - `kernels`: the block products on the CPU (AVX2, AVX-512) and the linear layers;
+//! - [`llama`]: the decoder (model, ragged step, memory-KV fusion, KV cache, generation,
+//!   random weights of real shapes);
+//! - [`text`]: tokeniser and chat template;
+//! - [`encoder`]: the sentence encoder (BERT family) and its thread.
 
-pub mod bert;
-mod blocks;
-pub mod chat;
-pub mod decoder;
 pub mod device;
 pub mod encoder;
 pub mod error;
-pub mod fused;
-pub mod generate;
-pub mod gguf;
-pub mod kv;
-mod linear;
+pub mod formats;
+mod kernels;
 pub mod llama;
-pub mod quant;
-pub mod ragged;
-pub mod random;
-pub mod tokenizer;
-pub mod weights;
+pub mod text;
 
 pub use error::{ModelError, Result};
 

@@ -6,12 +6,8 @@
 //! `main` calls [`init`] once and keeps the returned [`Telemetry`] until exit; dropping it
 //! flushes what is buffered.
 
-pub mod lifecycle;
 pub mod metrics;
 pub mod propagation;
-pub mod tls;
-
-pub use lifecycle::shutdown_signal;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;

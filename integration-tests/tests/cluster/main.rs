@@ -5,7 +5,6 @@
 mod bad_input;
 mod e2e;
 mod faults;
-mod fuzz;
 mod isolation;
 mod load;
 

@@ -1,7 +1,7 @@
 //! Documents split into chunks bounded by the encoder's token limit, consecutive chunks
 //! sharing `overlap` tokens; each chunk is a slice of the original text.
 
-use memgpt_models::tokenizer::TextTokenizer;
+use memgpt_models::text::tokenizer::TextTokenizer;
 
 use crate::error::{GatewayError, Result};
 

@@ -130,6 +130,12 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// A configuration with every default, as the binary would take it with no flags
+    /// (environment included); the all-in-one stack and tests set fields on it.
+    pub fn defaults() -> Self {
+        <Self as clap::Parser>::parse_from(["memgpt-gateway"])
+    }
+
     /// `mode`, or the configured default when it is unspecified (0).
     pub fn attend_mode(&self, mode: i32) -> i32 {
         use memgpt_proto::generator::v1::AttendMode;

@@ -59,6 +59,15 @@ impl GatewayError {
     }
 }
 
+impl From<memgpt_server_kit::ServeError> for GatewayError {
+    fn from(err: memgpt_server_kit::ServeError) -> Self {
+        match err {
+            memgpt_server_kit::ServeError::Tls(reason) => Self::invalid("tls", reason),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<GatewayError> for tonic::Status {
     fn from(err: GatewayError) -> Self {
         let message = err.to_string();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memgpt_models::encoder::EncoderHandle;
-use memgpt_models::tokenizer::TextTokenizer;
+use memgpt_models::text::tokenizer::TextTokenizer;
 use memgpt_proto::generator::v1 as gen;
 use memgpt_proto::memory::v1 as mem;
 use tracing::Instrument;

@@ -1,18 +1,18 @@
-//! `serve`: health, reflection and the Gateway service on a bound listener. Health is SERVING
-//! while the encoder is loaded and at least one memory and one generator endpoint is healthy.
+//! `serve`: the Gateway service on a bound listener (the server kit does health, reflection,
+//! TLS and the drain). Health is SERVING while the encoder is loaded and at least one memory
+//! and one generator endpoint is healthy.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use memgpt_models::bert::Precision;
+use memgpt_models::encoder::bert::Precision;
 use memgpt_models::encoder::{EncoderConfig, EncoderHandle};
-use memgpt_models::tokenizer::TextTokenizer;
+use memgpt_models::text::tokenizer::TextTokenizer;
 use memgpt_proto::gateway::v1::gateway_server::GatewayServer;
+use memgpt_server_kit::{Server, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
 
 use crate::auth::Auth;
 use crate::backends::Pool;
@@ -46,19 +46,6 @@ pub fn auth(config: &GatewayConfig) -> Result<Auth> {
     }
 }
 
-fn serving(ok: bool) -> ServingStatus {
-    if ok {
-        ServingStatus::Serving
-    } else {
-        ServingStatus::NotServing
-    }
-}
-
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
-    reporter.set_service_status(SERVICE_NAME, status).await;
-}
-
 /// How the gateway serves beyond its own API.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -81,7 +68,7 @@ pub async fn serve_with(
 ) -> Result<()> {
     let auth = Arc::new(auth(&config)?);
     let device = memgpt_models::device::parse_device(&config.device)?;
-    let links = memgpt_telemetry::tls::client(config.backend_ca.as_ref(), config.backend_cert.as_ref(), config.backend_key.as_ref())
+    let links = memgpt_server_kit::tls::client(config.backend_ca.as_ref(), config.backend_cert.as_ref(), config.backend_key.as_ref())
         .map_err(|e| GatewayError::invalid("backend_ca", e))?;
     let memory = Pool::new("memory", "memgpt.memory.v1.Memory", &config.memory, links.as_ref())?;
     let generator = Pool::new("generator", "memgpt.generator.v1.Generator", &config.generator, links.as_ref())?;
@@ -89,19 +76,6 @@ pub async fn serve_with(
     memory.spawn_health_checks(interval);
     generator.spawn_health_checks(interval);
     let tokenizer = TextTokenizer::from_file(&config.encoder_dir().join("tokenizer.json"))?.without_truncation()?;
-
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_service_status(memgpt_telemetry::lifecycle::LIVENESS_SERVICE, ServingStatus::Serving).await;
-    set_health(&reporter, ServingStatus::NotServing).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(memgpt_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let reflection_v1 = reflection.build_v1().map_err(|e| GatewayError::Internal(format!("reflection: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(memgpt_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| GatewayError::Internal(format!("reflection: {e}")))?;
 
     let config = Arc::new(config);
     let slot: GatewaySlot = Arc::new(OnceCell::new());
@@ -122,65 +96,41 @@ pub async fn serve_with(
         queue: config.encoder_queue,
         threads: config.encoder_threads,
     });
-    let watcher = {
-        let (slot, reporter, config) = (Arc::clone(&slot), reporter.clone(), Arc::clone(&config));
-        tokio::spawn(async move {
-            if let Err(e) = encoder.wait_ready().await {
-                tracing::error!(error = %e, "the encoder did not load");
-                return;
-            }
+    let server = Server::new(SERVICE_NAME)
+        .tls(TlsFiles { cert: config.tls_cert.clone(), key: config.tls_key.clone(), client_ca: config.tls_client_ca.clone() })
+        .grace(Duration::from_secs(config.shutdown_grace_secs))
+        .metrics(config.metrics_listen);
+    let ready = {
+        let (slot, health, config) = (Arc::clone(&slot), server.health(), Arc::clone(&config));
+        async move {
+            encoder.wait_ready().await.inspect_err(|e| tracing::error!(error = %e, "the encoder did not load"))?;
             let gw = Arc::new(Gateway { config: Arc::clone(&config), encoder, tokenizer, memory, generator });
             Sessions::spawn_expiry(Arc::clone(&gw), sessions, Duration::from_secs(config.session_idle_secs.max(1)));
             let _ = slot.set(Arc::clone(&gw));
             let mut last = None;
-            loop {
-                let (m, g) = (gw.memory.any_healthy(), gw.generator.any_healthy());
-                if last != Some((m, g)) {
-                    tracing::info!(serving = m && g, memory = m, generator = g, "health changed");
-                    set_health(&reporter, serving(m && g)).await;
-                    if options.forward_backends {
-                        reporter.set_service_status(MemoryApi::NAME, serving(m)).await;
-                        reporter.set_service_status(GeneratorApi::NAME, serving(g)).await;
+            health
+                .follow(interval, || {
+                    let (m, g) = (gw.memory.any_healthy(), gw.generator.any_healthy());
+                    let changed = last.replace((m, g)) != Some((m, g));
+                    let health = health.clone();
+                    async move {
+                        if changed {
+                            tracing::info!(memory = m, generator = g, "backend health changed");
+                            if options.forward_backends {
+                                health.set_service(MemoryApi::NAME, m).await;
+                                health.set_service(GeneratorApi::NAME, g).await;
+                            }
+                        }
+                        m && g
                     }
-                    last = Some((m, g));
-                }
-                tokio::time::sleep(interval).await;
-            }
-        })
-    };
-
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let stop_signal = {
-        let reporter = reporter.clone();
-        async move {
-            shutdown.await;
-            tracing::info!("shutdown requested; draining in-flight calls");
-            set_health(&reporter, ServingStatus::NotServing).await;
-            let _ = stop_tx.send(true);
+                })
+                .await;
+            Ok::<(), GatewayError>(())
         }
     };
-    if let Some(addr) = config.metrics_listen {
-        memgpt_telemetry::metrics::spawn_endpoint(addr).await.map_err(|e| GatewayError::Internal(format!("metrics endpoint {addr}: {e}")))?;
+    let mut routes = tonic::service::Routes::new(service);
+    if let (Some(memory), Some(generator)) = (forward_memory, forward_generator) {
+        routes = routes.add_service(memory).add_service(generator);
     }
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = memgpt_telemetry::tls::grpc_server(config.tls_cert.as_ref(), config.tls_key.as_ref(), config.tls_client_ca.as_ref())
-        .map_err(|e| GatewayError::invalid("tls", e))?
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(service)
-        .add_optional_service(forward_memory)
-        .add_optional_service(forward_generator)
-        .serve_with_incoming_shutdown(incoming, stop_signal);
-    let grace = Duration::from_secs(config.shutdown_grace_secs);
-    tokio::select! {
-        result = server => result.map_err(|e| GatewayError::Internal(format!("gRPC server: {e}")))?,
-        _ = async { let _ = stop_rx.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight calls outlived the grace period");
-        }
-    }
-    watcher.abort();
-    let _ = watcher.await;
-    set_health(&reporter, ServingStatus::NotServing).await;
-    Ok(())
+    server.serve(listener, routes, ready, shutdown).await
 }

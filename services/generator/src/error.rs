@@ -40,6 +40,15 @@ impl GeneratorError {
     }
 }
 
+impl From<memgpt_server_kit::ServeError> for GeneratorError {
+    fn from(err: memgpt_server_kit::ServeError) -> Self {
+        match err {
+            memgpt_server_kit::ServeError::Tls(reason) => Self::invalid("tls", reason),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<GeneratorError> for tonic::Status {
     fn from(err: GeneratorError) -> Self {
         let message = err.to_string();

@@ -4,7 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod prompt;
-pub mod scheduler;
+pub mod engine;
 pub mod server;
 pub mod service;
 pub mod validate;
@@ -17,7 +17,7 @@ pub use server::{serve, SERVICE_NAME};
 /// SIGTERM or Ctrl-C.
 pub async fn run(config: GeneratorConfig) -> anyhow::Result<()> {
     let (log, format, listen) = (config.log.clone(), config.log_format, config.listen);
-    memgpt_telemetry::lifecycle::run_service("memgpt-generator", &log, format, listen, |l| serve(config, l, memgpt_telemetry::shutdown_signal()))
+    memgpt_server_kit::run_service("memgpt-generator", &log, format, listen, |l| serve(config, l, memgpt_server_kit::shutdown_signal()))
         .await
         .map_err(|e| anyhow::anyhow!(e))
 }

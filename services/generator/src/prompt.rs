@@ -6,8 +6,8 @@
 //! neighbours and its states can be computed alone and cached (`fused` mode), and each
 //! memory's token span is known exactly (attention attribution).
 
-use memgpt_models::chat::{ChatMessage, ChatTemplate};
-use memgpt_models::tokenizer::TextTokenizer;
+use memgpt_models::text::chat::{ChatMessage, ChatTemplate};
+use memgpt_models::text::tokenizer::TextTokenizer;
 
 use crate::error::{GeneratorError, Result};
 

@@ -17,8 +17,8 @@ use tracing::Instrument;
 use crate::config::GeneratorConfig;
 use crate::error::{GeneratorError, Result};
 use crate::prompt;
-use crate::scheduler::memcache::memory_key;
-use crate::scheduler::{Engine, Job, WarmJob};
+use crate::engine::memcache::memory_key;
+use crate::engine::{Engine, Job, WarmJob};
 use crate::validate;
 
 /// Where the engine appears once loaded.

@@ -1,12 +1,12 @@
 //! Request validation: every problem is INVALID_ARGUMENT naming the field, found before any
 //! work is queued.
 
-use memgpt_models::chat::ChatMessage;
+use memgpt_models::text::chat::ChatMessage;
 use memgpt_proto::generator::v1::{AttendMode, GenerateRequest, Memory};
 
 use crate::config::GeneratorConfig;
 use crate::error::{GeneratorError, Result};
-use crate::scheduler::sampling::SamplingParams;
+use crate::engine::sampling::SamplingParams;
 
 const MAX_ID_BYTES: usize = 256;
 const MAX_STOP_BYTES: usize = 256;

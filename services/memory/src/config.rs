@@ -113,3 +113,11 @@ pub struct MemoryConfig {
     #[arg(long, env = "MEMGPT_LOG_FORMAT", default_value = "text")]
     pub log_format: memgpt_telemetry::LogFormat,
 }
+
+impl MemoryConfig {
+    /// A configuration with every default, as the binary would take it with no flags
+    /// (environment included); the all-in-one stack and tests set fields on it.
+    pub fn defaults() -> Self {
+        <Self as clap::Parser>::parse_from(["memgpt-memory"])
+    }
+}

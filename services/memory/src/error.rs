@@ -47,6 +47,15 @@ impl MemoryError {
     }
 }
 
+impl From<memgpt_server_kit::ServeError> for MemoryError {
+    fn from(err: memgpt_server_kit::ServeError) -> Self {
+        match err {
+            memgpt_server_kit::ServeError::Tls(reason) => Self::invalid("tls", reason),
+            other => Self::Store(other.to_string()),
+        }
+    }
+}
+
 impl From<MemoryError> for tonic::Status {
     fn from(err: MemoryError) -> Self {
         let message = err.to_string();

@@ -18,7 +18,7 @@ pub use server::serve;
 /// SIGTERM or Ctrl-C.
 pub async fn run(config: MemoryConfig) -> anyhow::Result<()> {
     let (log, format, listen) = (config.log.clone(), config.log_format, config.listen);
-    memgpt_telemetry::lifecycle::run_service("memgpt-memory", &log, format, listen, |l| serve(config, l, memgpt_telemetry::shutdown_signal()))
+    memgpt_server_kit::run_service("memgpt-memory", &log, format, listen, |l| serve(config, l, memgpt_server_kit::shutdown_signal()))
         .await
         .map_err(|e| anyhow::anyhow!(e))
 }

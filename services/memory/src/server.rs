@@ -1,14 +1,14 @@
-//! `serve`: health, reflection and the Memory service on a bound listener.
+//! `serve`: the Memory service on a bound listener (the server kit does health, reflection,
+//! TLS and the drain); the store opens in the background and health follows its state.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use memgpt_proto::memory::v1::memory_server::MemoryServer;
+use memgpt_server_kit::{Server, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
 
 use crate::config::{MemoryConfig, StoreKind};
 use crate::error::{MemoryError, Result};
@@ -56,11 +56,6 @@ pub async fn open_store(config: &MemoryConfig) -> Result<Arc<dyn VectorStore>> {
     })
 }
 
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
-    reporter.set_service_status(SERVICE_NAME, status).await;
-}
-
 /// Serves until `shutdown` resolves, then drains in-flight calls (within the configured grace)
 /// and flushes the store. Fails when the store cannot be opened.
 pub async fn serve(
@@ -68,21 +63,6 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_service_status(memgpt_telemetry::lifecycle::LIVENESS_SERVICE, ServingStatus::Serving).await;
-    set_health(&reporter, ServingStatus::NotServing).await;
-
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(memgpt_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(MemoryError::store)?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(memgpt_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(MemoryError::store)?;
-
     let slot: StoreSlot = Arc::new(OnceCell::new());
     let limits = Limits {
         dimension: config.dimension as usize,
@@ -93,75 +73,22 @@ pub async fn serve(
     let memory = MemoryServer::new(MemoryService::new(Arc::clone(&slot), limits))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-
+    let server = Server::new(SERVICE_NAME)
+        .tls(TlsFiles { cert: config.tls_cert.clone(), key: config.tls_key.clone(), client_ca: config.tls_client_ca.clone() })
+        .grace(Duration::from_secs(config.shutdown_grace_secs))
+        .metrics(config.metrics_listen);
     // Open the store while already answering health (NOT_SERVING), then follow its state.
-    let open_error: Arc<std::sync::Mutex<Option<MemoryError>>> = Arc::default();
-    let (open_failed_tx, mut open_failed) = tokio::sync::watch::channel(false);
-    let opener = {
-        let config = config.clone();
-        let slot = Arc::clone(&slot);
-        let reporter = reporter.clone();
-        let open_error = Arc::clone(&open_error);
-        tokio::spawn(async move {
-            let store = match open_store(&config).await {
-                Ok(store) => store,
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot open the store");
-                    *open_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
-                    let _ = open_failed_tx.send(true);
-                    return;
-                }
-            };
+    let ready = {
+        let (health, slot, config) = (server.health(), Arc::clone(&slot), config.clone());
+        async move {
+            let store = open_store(&config).await.inspect_err(|err| tracing::error!(error = %err, "cannot open the store"))?;
             let _ = slot.set(Arc::clone(&store));
             tracing::info!(store = ?config.store, "store open");
-            let mut last = None;
-            loop {
-                let status =
-                    if store.healthy().await { ServingStatus::Serving } else { ServingStatus::NotServing };
-                if last != Some(status) {
-                    tracing::info!(serving = status == ServingStatus::Serving, "health changed");
-                    set_health(&reporter, status).await;
-                    last = Some(status);
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
-    };
-
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let stop_signal = async move {
-        tokio::select! {
-            () = shutdown => tracing::info!("shutdown requested; draining in-flight calls"),
-            _ = open_failed.wait_for(|failed| *failed) => {}
+            health.follow(Duration::from_secs(1), || store.healthy()).await;
+            Ok::<(), MemoryError>(())
         }
-        let _ = stop_tx.send(true);
     };
-
-    // Without TCP_NODELAY, small responses wait on delayed ACKs (about 40 ms each).
-    if let Some(addr) = config.metrics_listen {
-        memgpt_telemetry::metrics::spawn_endpoint(addr).await.map_err(|e| MemoryError::Store(format!("metrics endpoint {addr}: {e}")))?;
-    }
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = memgpt_telemetry::tls::grpc_server(config.tls_cert.as_ref(), config.tls_key.as_ref(), config.tls_client_ca.as_ref())
-        .map_err(|e| MemoryError::invalid("tls", e))?
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(memory)
-        .serve_with_incoming_shutdown(incoming, stop_signal);
-    let grace = Duration::from_secs(config.shutdown_grace_secs);
-    tokio::select! {
-        result = server => result.map_err(|e| MemoryError::Store(format!("gRPC server: {e}")))?,
-        _ = async { let _ = stop_rx.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight calls outlived the grace period");
-        }
-    }
-    opener.abort();
-    let _ = opener.await;
-    set_health(&reporter, ServingStatus::NotServing).await;
-    if let Some(err) = open_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        return Err(err);
-    }
+    server.serve(listener, tonic::service::Routes::new(memory), ready, shutdown).await?;
     if let Some(store) = slot.get() {
         store.flush().await?;
         tracing::info!("store flushed");

@@ -12,9 +12,6 @@ use memgpt_generator::GeneratorConfig;
 use memgpt_proto::generator::v1 as pb;
 use pb::generator_client::GeneratorClient;
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 pub fn config(extra: &[&str]) -> GeneratorConfig {
     let mut args = vec!["memgpt-generator".to_string()];
@@ -23,18 +20,9 @@ pub fn config(extra: &[&str]) -> GeneratorConfig {
 }
 
 /// Starts a server on its own runtime (it outlives every test of the process) and returns
-/// its address once health says SERVING.
+/// its address; [`client`] waits until it is SERVING.
 pub fn spawn(config: GeneratorConfig) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            memgpt_generator::serve(config, listener, std::future::pending()).await.unwrap();
-        });
-    });
-    rx.recv().unwrap()
+    memgpt_testkit::Running::spawn(move |listener, _stop| async move { memgpt_generator::serve(config, listener, std::future::pending()).await.unwrap() }).detach()
 }
 
 /// The shared server with the default configuration.
@@ -43,35 +31,9 @@ pub fn shared() -> SocketAddr {
     *ADDR.get_or_init(|| spawn(config(&[])))
 }
 
-pub async fn channel(addr: SocketAddr) -> Channel {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match endpoint.connect().await {
-            Ok(channel) => return channel,
-            Err(err) if Instant::now() < deadline => {
-                let _ = err;
-                tokio::task::yield_now().await;
-            }
-            Err(err) => panic!("cannot connect to {addr}: {err}"),
-        }
-    }
-}
-
 /// A client once health reports SERVING (follows the health watch stream).
 pub async fn client(addr: SocketAddr) -> GeneratorClient<Channel> {
-    let channel = channel(addr).await;
-    let mut health = HealthClient::new(channel.clone());
-    let mut watch = health.watch(HealthCheckRequest { service: memgpt_generator::SERVICE_NAME.into() }).await.unwrap().into_inner();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let next = tokio::time::timeout_at(deadline.into(), watch.message()).await.expect("SERVING within 180 s");
-        match next.unwrap() {
-            Some(r) if r.status == ServingStatus::Serving as i32 => break,
-            Some(_) => continue,
-            None => panic!("health stream ended"),
-        }
-    }
+    let channel = memgpt_testkit::serving(addr, memgpt_generator::SERVICE_NAME).await;
     GeneratorClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20)
 }
 

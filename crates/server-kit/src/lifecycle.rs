@@ -1,0 +1,48 @@
+//! Process lifecycle shared by the services.
+
+/// Resolves on SIGTERM or Ctrl-C: the signal every service drains on.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// The health-service name that stays SERVING while the process runs, whatever its
+/// dependencies: what a liveness probe asks (the overall "" status follows dependencies, so
+/// a liveness probe on it would restart a healthy process whose backend is down).
+pub const LIVENESS_SERVICE: &str = "liveness";
+
+/// What a service binary does: telemetry from its configuration, listen on `listen`, log the
+/// bound address (field `addr`, which tests and tools read), and `serve` until it returns.
+pub async fn run_service<Fut, E>(
+    name: &str,
+    filter: &str,
+    format: memgpt_telemetry::LogFormat,
+    listen: std::net::SocketAddr,
+    serve: impl FnOnce(tokio::net::TcpListener) -> Fut,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let _telemetry = memgpt_telemetry::init(&memgpt_telemetry::TelemetryConfig { service_name: name.into(), filter: filter.into(), format })?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "{name} listening");
+    serve(listener).await?;
+    Ok(())
+}

@@ -1,8 +1,0 @@
-//! Gives this crate's binaries and tests an rpath to libtorch (LIBTORCH comes from
-//! .cargo/config.toml), so they run without LD_LIBRARY_PATH.
-fn main() {
-    println!("cargo:rerun-if-env-changed=LIBTORCH");
-    if let Ok(libtorch) = std::env::var("LIBTORCH") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", std::path::Path::new(&libtorch).join("lib").display());
-    }
-}

@@ -1,0 +1,60 @@
+//! The work the model thread takes: a generation ([`Job`]) or a WarmMemories call
+//! ([`WarmJob`]), each with the channel its outcome goes to.
+
+use std::time::Instant;
+
+use memgpt_proto::generator::v1::GenerateResponse;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::sampling::SamplingParams;
+use crate::error::Result;
+
+/// One generation request, ready for the model thread.
+pub struct Job {
+    /// Prompt tokens.
+    pub prompt: Vec<u32>,
+    /// Token span of each memory (contiguous, from `memory_start` to `memory_end`).
+    pub spans: Vec<(i64, i64)>,
+    /// First token of the first memory.
+    pub memory_start: usize,
+    /// First token after the last memory.
+    pub memory_end: usize,
+    /// `fused` mode: memories' states come from the memory-KV cache.
+    pub fused: bool,
+    /// `fused` mode: share of each memory's tokens past its head recomputed (most deviating).
+    pub recompute_ratio: f32,
+    /// Memory-KV cache key of each memory.
+    pub memory_keys: Vec<u64>,
+    /// Id of each memory.
+    pub memory_ids: Vec<String>,
+    /// Sampling.
+    pub sampling: SamplingParams,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// Most tokens to generate.
+    pub max_new: usize,
+    /// When the client stops waiting.
+    pub deadline: Option<Instant>,
+    /// When the request arrived.
+    pub received: Instant,
+    /// Where deltas and the final message go.
+    pub tx: UnboundedSender<std::result::Result<GenerateResponse, tonic::Status>>,
+    /// The request's span.
+    pub span: tracing::Span,
+}
+
+/// A WarmMemories call: memories (cache key and segment tokens) whose states to compute.
+pub struct WarmJob {
+    /// Prompt tokens before the memories (BOS and the system prompt's start).
+    pub prefix: Vec<u32>,
+    /// Key ([`super::memcache::memory_key`]) and tokens of each memory.
+    pub memories: Vec<(u64, Vec<u32>)>,
+    /// Where the outcome goes: memories now cached, and the cache's bytes.
+    pub tx: tokio::sync::oneshot::Sender<Result<(u32, u64)>>,
+}
+
+/// Work for the model thread.
+pub(super) enum Work {
+    Generate(Job),
+    Warm(WarmJob),
+}

@@ -1,0 +1,73 @@
+//! A running sequence: its job, its KV cache, the prompt positions it still has to compute,
+//! its sampler and text stream, and the attention shares gathered while it decodes.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use memgpt_models::llama::kv::KvCache;
+
+use super::job::Job;
+use super::sampling::Sampler;
+use super::text::TextStream;
+
+/// Prompt positions `[from, to)` a sequence still has to compute; `candidate`: memory tokens
+/// laid in from cached states that the selective recompute may leave as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pending {
+    pub(super) from: usize,
+    pub(super) to: usize,
+    pub(super) candidate: bool,
+}
+
+/// A sequence of the running batch.
+pub(super) struct Seq {
+    pub(super) job: Job,
+    pub(super) cache: KvCache,
+    /// Prompt positions still to compute, in order (one range in `concat` mode; in `fused`
+    /// mode the gaps are memory states laid in from the memory-KV cache).
+    pub(super) pending: VecDeque<Pending>,
+    /// The token the next decode step feeds.
+    pub(super) input: [u32; 1],
+    pub(super) generated: Vec<u32>,
+    pub(super) sampler: Sampler,
+    pub(super) text: TextStream,
+    /// Attention share of each memory, summed over the steps that emitted a token.
+    pub(super) shares: Vec<f32>,
+    pub(super) share_steps: u32,
+    pub(super) first_token_at: Option<Instant>,
+    /// KV tokens reserved for it at admission (prompt and new tokens).
+    pub(super) reserved: u64,
+}
+
+impl Seq {
+    /// A sequence admitted with `cache` (partly filled) and the positions still `pending`.
+    pub(super) fn new(job: Job, cache: KvCache, pending: VecDeque<Pending>, vocab: usize, reserved: u64) -> Self {
+        let sampler = Sampler::new(job.sampling.clone(), vocab, &job.prompt);
+        let text = TextStream::new(job.stop.clone());
+        let shares = vec![0.0; job.spans.len()];
+        Self { job, cache, pending, input: [0], generated: Vec::new(), sampler, text, shares, share_steps: 0, first_token_at: None, reserved }
+    }
+
+    /// Whether its client went away or its deadline passed.
+    pub(super) fn gone(&self, now: Instant) -> bool {
+        self.job.gone(now)
+    }
+
+    /// The part of its prompt the prefix cache may hold: in fused mode only the prefix before
+    /// the memories (later blocks there hold concat-mode states).
+    pub(super) fn cacheable(&self) -> &[u32] {
+        self.job.cacheable()
+    }
+}
+
+impl Job {
+    /// Whether its client went away or its deadline passed.
+    pub(super) fn gone(&self, now: Instant) -> bool {
+        self.tx.is_closed() || self.deadline.is_some_and(|d| now >= d)
+    }
+
+    /// The part of its prompt the prefix cache may hold (see [`Seq::cacheable`]).
+    pub(super) fn cacheable(&self) -> &[u32] {
+        if self.fused { &self.prompt[..self.memory_start + 1] } else { &self.prompt[..] }
+    }
+}
