@@ -13,7 +13,7 @@ RUNS="${2:-3}"
 THREADS="${3:-2}"
 NEW="${4:-32}"
 PY="$ROOT/.venv/bin/python3"
-cargo build --release --locked -p memgpt-cli >/dev/null 2>&1
+cargo build --release --locked -p memgpt >/dev/null 2>&1
 MEMGPT="$ROOT/target/release/memgpt"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT

@@ -3,7 +3,7 @@
 # `memgpt serve` with their paragraphs remembered; the client is killed with SIGKILL once
 # about half the lines are written, then rerun; the output must hold exactly one line per id.
 # Prints the counts and both runs' summaries. Not a test (the CI-sized check is in
-# crates/cli/tests/cli/batch.rs).
+# apps/memgpt/tests/suite/cli/batch.rs).
 # Usage: scripts/bench/batch_resume.sh [questions=1000] [threads=2]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -11,7 +11,7 @@ cd "$ROOT"
 N="${1:-1000}"
 THREADS="${2:-2}"
 PY="$ROOT/.venv/bin/python3"
-cargo build --release --locked -p memgpt-cli >/dev/null 2>&1
+cargo build --release --locked -p memgpt >/dev/null 2>&1
 MEMGPT="$ROOT/target/release/memgpt"
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT

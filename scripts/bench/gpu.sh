@@ -8,7 +8,7 @@
 # Defaults suit this repository after `scripts/setup` and `cargo build --release`; on a machine
 # that only received the binaries, point the variables at them (LD_LIBRARY_PATH at that
 # python's torch/lib when the binaries' rpath does not reach a libtorch there).
-#   MEMGPT=target/release/memgpt DEVICES_TEST=<the models crate's `devices` test binary> \
+#   MEMGPT=target/release/memgpt DEVICES_TEST=<the models crate's `models` test binary> \
 #   CORPUS=../shared/data/scifact/corpus.jsonl.gz TOKENIZER_DIR=models/all-MiniLM-L6-v2 \
 #   scripts/bench/gpu.sh [repeat=3] [new_tokens=128]
 set -euo pipefail
@@ -38,7 +38,7 @@ for shape in smollm2-135m llama3-8b; do
     "$PY" "$PEERS" decoder --shape "$shape" --streams 1,16 --new-tokens "$NEW" --repeat "$REPEAT" | tee -a "$OUT"
 done
 if [ -n "${DEVICES_TEST:-}" ]; then
-    "$DEVICES_TEST" --ignored --nocapture --test-threads 1
+    "$DEVICES_TEST" devices:: --ignored --nocapture --test-threads 1
 fi
 
 "$PY" - "$OUT" <<'PY'

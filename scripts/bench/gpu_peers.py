@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 
-# The same shapes as crates/models/src/random.rs (LlamaConfig::preset).
+# The same shapes as crates/models/src/llama/random.rs (LlamaConfig::preset).
 SHAPES = {
     "smollm2-135m": dict(num_hidden_layers=30, hidden_size=576, intermediate_size=1536, num_attention_heads=9,
                          num_key_value_heads=3, head_dim=64, rope_theta=100000.0, vocab_size=49152,
@@ -95,7 +95,7 @@ def decoder(args):
     with torch.device(args.device):
         model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
     vocab = config.vocab_size
-    # The same synthetic prompt as LlamaConfig::synthetic_prompt (crates/models/src/random.rs).
+    # The same synthetic prompt as LlamaConfig::synthetic_prompt (crates/models/src/llama/random.rs).
     prompt = [(i * 7919 + 13) % vocab for i in range(args.prompt_tokens)]
     for streams in [int(s) for s in args.streams.split(",")]:
         ids = torch.tensor([prompt] * streams, device=args.device)

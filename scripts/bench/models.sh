@@ -13,7 +13,7 @@ PARTS="${PARTS:-encoder,decoder}"
 CORPUS="$ROOT/../shared/data/scifact/corpus.jsonl.gz"
 PY="$ROOT/.venv/bin/python3"
 MEMGPT="$ROOT/target/release/memgpt"
-cargo build --release -p memgpt-cli >/dev/null 2>&1
+cargo build --release -p memgpt >/dev/null 2>&1
 OUT="$(mktemp)"
 for run in $(seq "$RUNS"); do
   if [[ "$PARTS" == *encoder* ]]; then

@@ -18,7 +18,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MODELS = os.path.join(ROOT, "models")
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# The same prompt as crates/cli/src/bench.rs.
+# The same prompt as apps/memgpt/src/bin/memgpt/bench.rs.
 PROMPT = ("Write a long story about a lighthouse keeper who discovers a map in a bottle, with many "
           "details about the sea, the weather and the village nearby.")
 

@@ -1,18 +1,24 @@
 //! The MemGPT gateway: for every question, encode → retrieve → attend → decode → output,
 //! over a pool of memory services and a pool of generator services.
+//!
+//! - [`stages`]: one module per stage (encode, retrieve, attend, output);
+//! - [`flows`]: each request composed from the stages (ask, chat, remember/forget/search);
+//! - [`validate`]: every check of a gateway request;
+//! - [`clients`]: typed clients of the memory and generator services over endpoint pools;
+//! - [`rpc`]: the thin gRPC handlers (and the forwarded backend APIs);
+//! - [`server`]: serving it (through the server kit), [`auth`], [`config`], [`error`].
 
-pub mod ask;
 pub mod auth;
-pub mod backends;
-pub mod chat;
 pub mod chunk;
+pub mod clients;
 pub mod config;
 pub mod error;
-pub mod forward;
-pub mod memory_ops;
-pub mod pipeline;
+pub mod flows;
+pub mod rpc;
 pub mod server;
-pub mod service;
+pub mod stages;
+pub mod trace;
+pub mod validate;
 
 pub use config::GatewayConfig;
 pub use error::{GatewayError, Result};

@@ -15,13 +15,14 @@ use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
 use crate::auth::Auth;
-use crate::backends::Pool;
-use crate::chat::Sessions;
+use crate::clients::{GeneratorClient, MemoryClient, Pool};
 use crate::config::GatewayConfig;
 use crate::error::{GatewayError, Result};
-use crate::forward::{Forward, Forwarded, GeneratorApi, MemoryApi};
-use crate::pipeline::Gateway;
-use crate::service::{GatewayService, GatewaySlot};
+use crate::flows::chat::Sessions;
+use crate::rpc::forward::{Forward, Forwarded, GeneratorApi, MemoryApi};
+use crate::rpc::{GatewayService, GatewaySlot};
+use crate::stages::encode::Encoder;
+use crate::stages::Gateway;
 
 /// Fully qualified name of the Gateway service, as health reports it.
 pub const SERVICE_NAME: &str = "memgpt.gateway.v1.Gateway";
@@ -104,13 +105,20 @@ pub async fn serve_with(
         let (slot, health, config) = (Arc::clone(&slot), server.health(), Arc::clone(&config));
         async move {
             encoder.wait_ready().await.inspect_err(|e| tracing::error!(error = %e, "the encoder did not load"))?;
-            let gw = Arc::new(Gateway { config: Arc::clone(&config), encoder, tokenizer, memory, generator });
+            let ms = |ms: u64| Duration::from_millis(ms);
+            let gw = Arc::new(Gateway {
+                config: Arc::clone(&config),
+                encoder: Encoder::new(encoder, config.encode_timeout_ms, config.encoder_batch),
+                tokenizer,
+                memory: MemoryClient::new(memory, ms(config.retrieve_timeout_ms), ms(config.write_timeout_ms)),
+                generator: GeneratorClient::new(generator, ms(config.generate_timeout_ms), ms(config.retrieve_timeout_ms)),
+            });
             Sessions::spawn_expiry(Arc::clone(&gw), sessions, Duration::from_secs(config.session_idle_secs.max(1)));
             let _ = slot.set(Arc::clone(&gw));
             let mut last = None;
             health
                 .follow(interval, || {
-                    let (m, g) = (gw.memory.any_healthy(), gw.generator.any_healthy());
+                    let (m, g) = (gw.memory.pool().any_healthy(), gw.generator.pool().any_healthy());
                     let changed = last.replace((m, g)) != Some((m, g));
                     let health = health.clone();
                     async move {

@@ -50,16 +50,16 @@ pub fn engine_config(config: &GeneratorConfig) -> Result<EngineConfig> {
 /// Serves until `shutdown` resolves, then drains in-flight streams within the grace period
 /// and stops the model thread. Fails when the model cannot be loaded.
 pub async fn serve(config: GeneratorConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let server = Server::new(SERVICE_NAME)
+        .tls(TlsFiles { cert: config.tls_cert.clone(), key: config.tls_key.clone(), client_ca: config.tls_client_ca.clone() })
+        .grace(Duration::from_secs(config.shutdown_grace_secs))
+        .metrics(config.metrics_listen);
     let engine_config = engine_config(&config)?;
     let config = Arc::new(config);
     let slot: EngineSlot = Arc::new(OnceCell::new());
     let generator = GeneratorServer::new(GeneratorService::new(Arc::clone(&slot), Arc::clone(&config)))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let server = Server::new(SERVICE_NAME)
-        .tls(TlsFiles { cert: config.tls_cert.clone(), key: config.tls_key.clone(), client_ca: config.tls_client_ca.clone() })
-        .grace(Duration::from_secs(config.shutdown_grace_secs))
-        .metrics(config.metrics_listen);
     let ready = {
         let (slot, health) = (Arc::clone(&slot), server.health());
         let model = engine_config.model.clone();

@@ -63,6 +63,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let server = Server::new(SERVICE_NAME)
+        .tls(TlsFiles { cert: config.tls_cert.clone(), key: config.tls_key.clone(), client_ca: config.tls_client_ca.clone() })
+        .grace(Duration::from_secs(config.shutdown_grace_secs))
+        .metrics(config.metrics_listen);
     let slot: StoreSlot = Arc::new(OnceCell::new());
     let limits = Limits {
         dimension: config.dimension as usize,
@@ -73,10 +77,6 @@ pub async fn serve(
     let memory = MemoryServer::new(MemoryService::new(Arc::clone(&slot), limits))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let server = Server::new(SERVICE_NAME)
-        .tls(TlsFiles { cert: config.tls_cert.clone(), key: config.tls_key.clone(), client_ca: config.tls_client_ca.clone() })
-        .grace(Duration::from_secs(config.shutdown_grace_secs))
-        .metrics(config.metrics_listen);
     // Open the store while already answering health (NOT_SERVING), then follow its state.
     let ready = {
         let (health, slot, config) = (server.health(), Arc::clone(&slot), config.clone());

@@ -1,16 +1,14 @@
 //! A corrupted or truncated model file, an unknown architecture or quantisation type, or a
 //! missing tokenizer gives an error naming the file and the problem, never a panic.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use memgpt_models::encoder::bert::{Bert, Precision};
 use memgpt_models::llama::decoder::Decoder;
 use memgpt_models::formats::gguf::Gguf;
 use tch::{Device, Kind};
 
-fn models() -> PathBuf {
-    memgpt_models::models_dir(std::env::var_os("MEMGPT_MODELS_DIR").map(PathBuf::from))
-}
+use crate::common::models;
 
 /// A minimal GGUF writer: string and u32 metadata, tensors of raw bytes.
 struct GgufWriter {

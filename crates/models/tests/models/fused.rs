@@ -2,20 +2,10 @@
 //! an offset equal the keys computed directly at the shifted positions; values do not move;
 //! and the fused plan covers exactly what must be computed.
 
-use std::path::PathBuf;
-
-use memgpt_models::llama::decoder::Decoder;
 use memgpt_models::llama::fused::fused_plan;
 use tch::{Device, Kind, Tensor};
 
-fn decoder() -> Decoder {
-    let dir = memgpt_models::models_dir(std::env::var_os("MEMGPT_MODELS_DIR").map(PathBuf::from));
-    Decoder::load(&dir.join(memgpt_models::DEFAULT_DECODER), Device::Cpu, Kind::Float).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
-}
+use crate::common::{decoder, max_diff};
 
 #[test]
 fn rotated_keys_equal_keys_computed_at_the_target_position() {

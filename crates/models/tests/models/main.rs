@@ -2,6 +2,8 @@
 //! the Python implementations, the ragged step, memory-KV fusion, devices, error messages and
 //! fuzzing of the weight readers.
 
+mod common;
+
 mod devices;
 mod errors;
 mod fused;

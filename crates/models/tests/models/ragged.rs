@@ -2,17 +2,12 @@
 //! prompt, decode tokens) in one step give each the logits it gets alone, and span shares are
 //! probabilities.
 
-use std::path::PathBuf;
-
 use memgpt_models::llama::decoder::Decoder;
 use memgpt_models::llama::kv::KvCache;
 use memgpt_models::llama::ragged::SeqStep;
 use tch::{Device, Kind, Tensor};
 
-fn decoder() -> Decoder {
-    let dir = memgpt_models::models_dir(std::env::var_os("MEMGPT_MODELS_DIR").map(PathBuf::from));
-    Decoder::load(&dir.join(memgpt_models::DEFAULT_DECODER), Device::Cpu, Kind::Float).unwrap()
-}
+use crate::common::{decoder, max_diff};
 
 fn cache(d: &Decoder, capacity: i64) -> KvCache {
     let c = &d.model.config;
@@ -23,10 +18,6 @@ fn alone(d: &Decoder, tokens: &[u32]) -> Tensor {
     let mut kv = cache(d, 64);
     let mut step = [SeqStep { tokens, cache: &mut kv, spans: &[], positions: None, select: None }];
     d.model.forward_ragged(&mut step, 1).unwrap().logits.get(0)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).abs().max().double_value(&[])
 }
 
 #[test]

@@ -10,9 +10,7 @@ use memgpt_models::llama::decoder::Decoder;
 use serde_json::Value;
 use tch::{Device, Kind};
 
-fn models() -> PathBuf {
-    memgpt_models::models_dir(std::env::var_os("MEMGPT_MODELS_DIR").map(PathBuf::from))
-}
+use crate::common::models;
 
 fn reference(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reference").join(name);

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 
 pub mod edge;
-mod edge_convert;
 mod journal;
 pub mod qdrant;
 

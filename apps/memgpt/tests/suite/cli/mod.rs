@@ -1,5 +1,4 @@
-//! Tests of the `memgpt` command, run as a process: one test binary (each links the whole
-//! tree) with a module per area.
+//! Tests of the `memgpt` command, run as a process, a module per area.
 
 mod batch;
 mod common;

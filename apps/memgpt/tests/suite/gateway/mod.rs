@@ -1,5 +1,5 @@
-//! The gateway's integration tests, one binary (each test binary links the whole tree, so one
-//! link instead of six): the three services in this process on port 0 with the real models.
+//! The gateway against real backends: the three services in this process on port 0 with the
+//! real models (in this package because it is the one that depends on all three).
 
 mod common;
 

@@ -7,7 +7,7 @@ use qdrant_edge::{
     Record as EdgeRecord, UpdateOperation, WithPayloadInterface, WithVector,
 };
 
-use super::super::edge_convert as convert;
+use super::convert;
 use super::super::journal::JournalOp;
 use super::super::{point_uuid, shard_of, Record};
 use super::Inner;

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memgpt_proto::gateway::v1::{AskRequest, AskResponse, AskStreamResponse, ChatRequest, Document, RememberRequest, Task};
-use memgpt_proto::memory::v1 as mem;
 use tokio::sync::mpsc;
 
 use crate::auth::Principal;
-use crate::error::{GatewayError, Result};
-use crate::pipeline::{Gateway, Trace};
+use crate::error::Result;
+use crate::stages::Gateway;
+use crate::trace::Trace;
+use crate::validate;
 
 /// Last use of each live session namespace.
 #[derive(Default)]
@@ -23,10 +24,7 @@ pub struct Sessions {
 
 /// The namespace of a key's session.
 pub fn namespace(who: &Principal, session_id: &str) -> Result<String> {
-    let ok = !session_id.is_empty() && session_id.len() <= 128 && session_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !ok {
-        return Err(GatewayError::invalid("session_id", "must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.'"));
-    }
+    validate::session_id(session_id)?;
     Ok(format!("session:{}:{}", who.key_id, session_id))
 }
 
@@ -54,15 +52,7 @@ impl Sessions {
                     old
                 };
                 for ns in expired {
-                    let trace = Trace::current();
-                    let drop = mem::DropNamespaceRequest { namespace: ns.clone() };
-                    let timeout = Duration::from_millis(gw.config.write_timeout_ms);
-                    let outcome = gw
-                        .memory_call(|mut m| {
-                            let req = trace.request(drop.clone(), timeout);
-                            async move { m.drop_namespace(req).await }
-                        })
-                        .await;
+                    let outcome = gw.memory.drop_namespace(&Trace::current(), &ns).await;
                     tracing::info!(namespace = %ns, ok = outcome.is_ok(), "idle chat session expired");
                 }
             }
@@ -92,7 +82,7 @@ pub async fn turn(
         params: req.params,
     };
     sessions.touch(&ns);
-    let answer = crate::ask::ask(Arc::clone(&gw), who.clone(), trace.clone(), ask, Some(ns.clone()), tx).await?;
+    let answer = super::ask::ask(Arc::clone(&gw), who.clone(), trace.clone(), ask, Some(ns.clone()), tx).await?;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let turns = RememberRequest {
         namespace: ns.clone(),
@@ -102,7 +92,7 @@ pub async fn turn(
         ],
         warm: false,
     };
-    crate::memory_ops::remember_unchecked(&gw, &trace, turns).await?;
+    super::memories::remember_unchecked(&gw, &trace, turns).await?;
     sessions.touch(&ns);
     Ok(answer)
 }

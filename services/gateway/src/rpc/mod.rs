@@ -1,19 +1,22 @@
-//! The `memgpt.gateway.v1.Gateway` gRPC adapter: authenticate, take the trace, run the flow.
+//! The `memgpt.gateway.v1.Gateway` gRPC adapter: authenticate, take the trace, run the flow
+//! (`crate::flows`). [`forward`] serves the memory and generator APIs on the same port.
+
+pub mod forward;
 
 use std::sync::Arc;
 
 use memgpt_proto::gateway::v1::gateway_server::Gateway as GatewayApi;
 use memgpt_proto::gateway::v1::*;
-use memgpt_proto::memory::v1 as mem;
 use tokio::sync::{mpsc, OnceCell};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Auth, Principal};
-use crate::chat::{self, Sessions};
 use crate::error::{GatewayError, Result};
-use crate::memory_ops;
-use crate::pipeline::{Gateway, Trace};
+use crate::flows::chat::{self, Sessions};
+use crate::flows::{ask, memories};
+use crate::stages::Gateway;
+use crate::trace::Trace;
 
 /// Where the gateway appears once the encoder is loaded.
 pub type GatewaySlot = Arc<OnceCell<Arc<Gateway>>>;
@@ -76,30 +79,30 @@ impl GatewayApi for GatewayService {
     async fn ask(&self, request: Request<AskRequest>) -> std::result::Result<Response<AskResponse>, Status> {
         let (gw, who, trace) = self.begin(&request)?;
         let req = request.into_inner();
-        let stream = Self::stream(|tx| crate::ask::ask(gw, who, trace, req, None, tx));
+        let stream = Self::stream(|tx| ask::ask(gw, who, trace, req, None, tx));
         collect(stream).await.map(Response::new)
     }
 
     async fn ask_stream(&self, request: Request<AskRequest>) -> std::result::Result<Response<AskStream>, Status> {
         let (gw, who, trace) = self.begin(&request)?;
         let req = request.into_inner();
-        Ok(Response::new(Self::stream(|tx| crate::ask::ask(gw, who, trace, req, None, tx))))
+        Ok(Response::new(Self::stream(|tx| ask::ask(gw, who, trace, req, None, tx))))
     }
 
     async fn remember(&self, request: Request<RememberRequest>) -> std::result::Result<Response<RememberResponse>, Status> {
         let (gw, who, trace) = self.begin(&request)?;
-        Ok(Response::new(memory_ops::remember(&gw, &who, &trace, request.into_inner()).await?))
+        Ok(Response::new(memories::remember(&gw, &who, &trace, request.into_inner()).await?))
     }
 
     async fn forget(&self, request: Request<ForgetRequest>) -> std::result::Result<Response<ForgetResponse>, Status> {
         let (gw, who, trace) = self.begin(&request)?;
-        let forgotten = memory_ops::forget(&gw, &who, &trace, request.into_inner()).await?;
+        let forgotten = memories::forget(&gw, &who, &trace, request.into_inner()).await?;
         Ok(Response::new(ForgetResponse { forgotten }))
     }
 
     async fn search(&self, request: Request<SearchRequest>) -> std::result::Result<Response<SearchResponse>, Status> {
         let (gw, who, trace) = self.begin(&request)?;
-        Ok(Response::new(memory_ops::search(&gw, &who, &trace, request.into_inner()).await?))
+        Ok(Response::new(memories::search(&gw, &who, &trace, request.into_inner()).await?))
     }
 
     async fn chat(&self, request: Request<ChatRequest>) -> std::result::Result<Response<AskStream>, Status> {
@@ -114,21 +117,14 @@ impl GatewayApi for GatewayService {
         let (gw, who, trace) = self.begin(&request)?;
         let ns = chat::namespace(&who, &request.get_ref().session_id)?;
         self.sessions.remove(&ns);
-        let drop = mem::DropNamespaceRequest { namespace: ns };
-        let timeout = std::time::Duration::from_millis(gw.config.write_timeout_ms);
-        let resp = gw
-            .memory_call(|mut m| {
-                let req = trace.request(drop.clone(), timeout);
-                async move { m.drop_namespace(req).await }
-            })
-            .await?;
-        Ok(Response::new(DeleteSessionResponse { deleted: resp.deleted }))
+        let deleted = gw.memory.drop_namespace(&trace, &ns).await?;
+        Ok(Response::new(DeleteSessionResponse { deleted }))
     }
 
     async fn info(&self, request: Request<InfoRequest>) -> std::result::Result<Response<InfoResponse>, Status> {
         let (gw, who, trace) = self.begin(&request)?;
         let mut backends = Vec::new();
-        for (service, pool) in [("memory", &gw.memory), ("generator", &gw.generator)] {
+        for (service, pool) in [("memory", gw.memory.pool()), ("generator", gw.generator.pool())] {
             backends.extend(pool.endpoints().into_iter().map(|(address, healthy, in_flight)| BackendInfo {
                 service: service.into(),
                 address,
@@ -136,17 +132,7 @@ impl GatewayApi for GatewayService {
                 in_flight: in_flight as u32,
             }));
         }
-        let timeout = std::time::Duration::from_millis(gw.config.retrieve_timeout_ms);
-        let generator = gw
-            .generator
-            .call(true, |channel| {
-                let req = trace.request(memgpt_proto::generator::v1::InfoRequest {}, timeout);
-                async move { memgpt_proto::generator::v1::generator_client::GeneratorClient::new(channel).info(req).await }
-            })
-            .await
-            .map(|(r, _)| r.into_inner())
-            .map_err(|e| tracing::warn!(error = %e, "generator info unavailable"))
-            .ok();
+        let generator = gw.generator.info(&trace).await;
         let encoder = gw.config.encoder_dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Ok(Response::new(InfoResponse {
             version: env!("CARGO_PKG_VERSION").into(),

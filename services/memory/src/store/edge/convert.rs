@@ -9,7 +9,7 @@ use qdrant_edge::{
     PointId, PointStructPersisted, Range as EdgeRange, VectorStructInternal, Vectors,
 };
 
-use super::{
+use crate::store::{
     numeric_metadata, point_uuid, Condition, Filter, Predicate, Record, ID_KEY, META_KEY,
     NAMESPACE_KEY, NUM_KEY, TEXT_KEY,
 };

@@ -13,7 +13,7 @@ use tonic::server::NamedService;
 use tonic::Status;
 
 use crate::auth::Auth;
-use crate::backends::Pool;
+use crate::clients::Pool;
 
 /// A backend service that may be forwarded.
 pub trait Forwarded: Send + Sync + 'static {

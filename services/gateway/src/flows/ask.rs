@@ -1,0 +1,62 @@
+//! Ask and AskStream: validate, encode the question, retrieve, attend and decode on a
+//! generator, and output deltas then the final answer with citations, usage, per-stage timings
+//! and trace id.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use memgpt_proto::gateway::v1::{AskRequest, AskResponse, AskStreamResponse, Task, Timings};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::auth::Principal;
+use crate::error::Result;
+use crate::stages::retrieve::{retrieve, Query};
+use crate::stages::{attend, output, Gateway};
+use crate::trace::Trace;
+use crate::validate;
+
+fn since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Runs a question; deltas go to `tx` as they come, then the final response. `recall`: a
+/// chat session's own namespace, searched beside the named ones (the key's own, not subject
+/// to its namespace list).
+pub async fn ask(
+    gw: Arc<Gateway>,
+    who: Principal,
+    trace: Trace,
+    mut req: AskRequest,
+    recall: Option<String>,
+    tx: mpsc::Sender<std::result::Result<AskStreamResponse, tonic::Status>>,
+) -> Result<AskResponse> {
+    let started = Instant::now();
+    let task = validate::task(req.task)?;
+    validate::question(&gw.config, "question", &req.question)?;
+    validate::target_language(task, &req.target_language)?;
+    let top_k = validate::retrieval(&gw.config, &who, &req.namespaces, req.top_k, req.min_score, task != Task::Translate && recall.is_none())?;
+    req.namespaces.extend(recall);
+    let span = tracing::info_span!("ask", trace_id = %trace.trace_id, key = %who.key_id, task = task.as_str_name(), top_k, mode = req.attend_mode);
+    async move {
+        let mut timings = Timings::default();
+        let mut hits = Vec::new();
+        if !req.namespaces.is_empty() {
+            let t = Instant::now();
+            let vector = gw.encoder.encode_one(&req.question).await?;
+            timings.encode_ms = since(t);
+            let t = Instant::now();
+            let query = Query { vector, namespaces: &req.namespaces, top_k, filter: req.filter.clone(), min_score: req.min_score };
+            hits = retrieve(&gw.memory, &trace, query).await?;
+            timings.retrieve_ms = since(t);
+        }
+        let t = Instant::now();
+        let greq = attend::request(task, &req.target_language, &req.question, &hits, gw.config.attend_mode(req.attend_mode), req.params.clone());
+        let last = attend::generate(&gw.generator, &trace, greq, &tx).await?;
+        timings.generate_ms = since(t);
+        timings.total_ms = since(started);
+        Ok(output::answer(&trace, &hits, last, timings))
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,143 @@
+//! Remember (chunk, encode, upsert; a document again replaces all its old chunks), Forget and
+//! Search (encode and retrieve only, optionally one result per document).
+
+use memgpt_proto::gateway::v1::{Citation, DocumentResult, DocumentStatus, ForgetRequest, RememberRequest, RememberResponse, SearchRequest, SearchResponse, Task};
+use memgpt_proto::generator::v1 as gen;
+use memgpt_proto::memory::v1 as mem;
+use tracing::Instrument;
+
+use crate::auth::Principal;
+use crate::chunk;
+use crate::error::Result;
+use crate::stages::retrieve::{retrieve, Query};
+use crate::stages::{attend, output, Gateway};
+use crate::trace::Trace;
+use crate::validate;
+
+/// Chunk indices probed past a document's new chunk count, per round.
+const STALE_PAGE: usize = 16;
+/// Most ids the memory service takes in one Get or Delete.
+const MAX_IDS: usize = 1000;
+
+/// Chunks, encodes and stores documents; each is stored whole or not at all.
+pub async fn remember(gw: &Gateway, who: &Principal, trace: &Trace, req: RememberRequest) -> Result<RememberResponse> {
+    validate::namespace(who, &req.namespace)?;
+    remember_unchecked(gw, trace, req).await
+}
+
+/// As [`remember`], for a namespace the caller already may use (a chat session's).
+pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberRequest) -> Result<RememberResponse> {
+    let c = &gw.config;
+    validate::documents(c, &req.documents)?;
+    let span = tracing::info_span!("remember", trace_id = %trace.trace_id, namespace = %req.namespace, documents = req.documents.len(), chunks = tracing::field::Empty);
+    async move {
+        let mut chunks = Vec::with_capacity(req.documents.len());
+        for d in &req.documents {
+            chunks.push(chunk::split(&gw.tokenizer, &d.text, c.chunk_tokens, c.chunk_overlap)?);
+        }
+        let texts: Vec<String> = chunks.iter().flatten().cloned().collect();
+        tracing::Span::current().record("chunks", texts.len());
+        let mut vectors = gw.encoder.encode(texts).await?.into_iter();
+        let mut records = Vec::new();
+        let mut counts = Vec::with_capacity(req.documents.len());
+        for (d, doc_chunks) in req.documents.iter().zip(chunks) {
+            counts.push(doc_chunks.len());
+            for (n, text) in doc_chunks.into_iter().enumerate() {
+                let mut metadata = d.metadata.clone();
+                metadata.insert("document_id".into(), d.id.clone());
+                metadata.insert("chunk".into(), n.to_string());
+                records.push(mem::Record { id: format!("{}#{n}", d.id), vector: vectors.next().unwrap_or_default(), text, metadata });
+            }
+        }
+        // One upsert for every chunk of every document: each document is stored whole or
+        // not at all (here: the request as a whole), then chunks left from longer versions go.
+        let docs: Vec<(&str, usize)> = req.documents.iter().map(|d| d.id.as_str()).zip(counts.iter().copied()).collect();
+        let memories: Vec<gen::Memory> = if req.warm { records.iter().map(|r| gen::Memory { id: r.id.clone(), text: r.text.clone() }).collect() } else { Vec::new() };
+        let outcome = match store(gw, trace, &req.namespace, records).await {
+            Ok(()) => drop_stale(gw, trace, &req.namespace, &docs).await,
+            Err(e) => Err(e),
+        };
+        let stored = outcome.is_ok();
+        let results = match outcome {
+            Ok(()) => docs
+                .iter()
+                .map(|(id, n)| DocumentResult { document_id: id.to_string(), chunks: *n as u32, status: DocumentStatus::Stored as i32, error: String::new() })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "documents not stored");
+                docs.iter()
+                    .map(|(id, _)| DocumentResult { document_id: id.to_string(), chunks: 0, status: DocumentStatus::Failed as i32, error: e.to_string() })
+                    .collect()
+            }
+        };
+        // States are cached for the system prompt questions are asked with.
+        let system = attend::system_prompt(Task::Qa, "");
+        let warmed_chunks = if stored && !memories.is_empty() { gw.generator.warm(trace, &memories, &system).await } else { 0 };
+        Ok(RememberResponse { results, warmed_chunks })
+    }
+    .instrument(span)
+    .await
+}
+
+async fn store(gw: &Gateway, trace: &Trace, namespace: &str, records: Vec<mem::Record>) -> Result<()> {
+    gw.memory.upsert(trace, namespace, records).await.map(drop)
+}
+
+/// Deletes chunks `doc#n` at and beyond each document's new chunk count.
+async fn drop_stale(gw: &Gateway, trace: &Trace, namespace: &str, docs: &[(&str, usize)]) -> Result<()> {
+    let mut pending: Vec<(&str, usize)> = docs.to_vec();
+    while !pending.is_empty() {
+        let ids: Vec<String> = pending.iter().flat_map(|(d, next)| (*next..next + STALE_PAGE).map(move |n| format!("{d}#{n}"))).collect();
+        let mut found = Vec::new();
+        for page in ids.chunks(MAX_IDS) {
+            found.extend(gw.memory.get(trace, namespace, page.to_vec()).await?);
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        // A document whose whole page was stale may have more beyond it.
+        let full: Vec<(&str, usize)> = pending
+            .iter()
+            .filter(|(d, _)| found.iter().filter(|r| r.metadata.get("document_id").map(String::as_str) == Some(*d)).count() == STALE_PAGE)
+            .map(|(d, next)| (*d, next + STALE_PAGE))
+            .collect();
+        let stale: Vec<String> = found.into_iter().map(|r| r.id).collect();
+        for page in stale.chunks(MAX_IDS) {
+            gw.memory.delete(trace, namespace, page.to_vec(), None).await?;
+        }
+        pending = full;
+    }
+    Ok(())
+}
+
+/// Deletes documents (all their chunks) or whatever a filter matches.
+pub async fn forget(gw: &Gateway, who: &Principal, trace: &Trace, req: ForgetRequest) -> Result<u64> {
+    validate::namespace(who, &req.namespace)?;
+    let filter = validate::forget_target(req.document_ids, req.filter)?;
+    let span = tracing::info_span!("forget", trace_id = %trace.trace_id, namespace = %req.namespace);
+    gw.memory.delete(trace, &req.namespace, Vec::new(), Some(filter)).instrument(span).await
+}
+
+/// Encodes and retrieves only; with `group_by_document`, one citation per document (its best
+/// chunk), documents ranked by that chunk's score.
+pub async fn search(gw: &Gateway, who: &Principal, trace: &Trace, req: SearchRequest) -> Result<SearchResponse> {
+    validate::question(&gw.config, "question", &req.question)?;
+    let top_k = validate::retrieval(&gw.config, who, &req.namespaces, req.top_k, req.min_score, true)?;
+    let span = tracing::info_span!("search", trace_id = %trace.trace_id, top_k, group_by_document = req.group_by_document);
+    async move {
+        let vector = gw.encoder.encode_one(&req.question).await?;
+        // Grouping needs more chunks than documents asked for.
+        let fetch = if req.group_by_document { (top_k * 4).min(gw.config.max_top_k.max(top_k)) } else { top_k };
+        let query = Query { vector, namespaces: &req.namespaces, top_k: fetch, filter: req.filter.clone(), min_score: req.min_score };
+        let hits = retrieve(&gw.memory, trace, query).await?;
+        let mut cited: Vec<Citation> = output::citations(&hits, &[]);
+        if req.group_by_document {
+            let mut seen = std::collections::HashSet::new();
+            cited.retain(|c| seen.insert((c.namespace.clone(), c.document_id.clone())));
+        }
+        cited.truncate(top_k as usize);
+        Ok(SearchResponse { citations: cited, trace_id: trace.trace_id.clone() })
+    }
+    .instrument(span)
+    .await
+}

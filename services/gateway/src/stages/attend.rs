@@ -1,0 +1,71 @@
+//! Attend (and decode): the generation request that hands the retrieved memories to the
+//! generator, whose decoder attends to them (concat: in the prompt; fused: their cached
+//! key/value states), and the generator's stream relayed to the client as it decodes.
+
+use memgpt_proto::gateway::v1::{AskStreamResponse, Task};
+use memgpt_proto::generator::v1 as gen;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::retrieve::Retrieved;
+use crate::clients::GeneratorClient;
+use crate::error::{GatewayError, Result};
+use crate::trace::Trace;
+
+/// The system prompt of each task.
+pub fn system_prompt(task: Task, language: &str) -> String {
+    match task {
+        Task::Summarize => "Summarise what the passages below say about the user's request, in a few sentences.".into(),
+        Task::Translate => format!("Translate the user's message into {language}. Reply with the translation only."),
+        Task::Qa | Task::Unspecified => "Answer the user's question using the passages below. Answer briefly, in one sentence.".into(),
+    }
+}
+
+/// The generation request of a question over `hits`. Memories go by chunk id and text, as
+/// Remember warmed them: the generator's memory-KV cache key.
+pub fn request(task: Task, language: &str, question: &str, hits: &[Retrieved], attend_mode: i32, params: Option<gen::SamplingParams>) -> gen::GenerateRequest {
+    let messages = vec![
+        gen::Message { role: "system".into(), content: system_prompt(task, language) },
+        gen::Message { role: "user".into(), content: question.to_string() },
+    ];
+    let memories = hits.iter().map(|r| gen::Memory { id: r.hit.id.clone(), text: r.hit.text.clone() }).collect();
+    gen::GenerateRequest { messages, prompt: String::new(), memories, recompute_ratio: None, attend_mode, params }
+}
+
+/// A generator stream cut by a transport failure (the generator died or the connection
+/// dropped) reaches here as UNKNOWN; it is UNAVAILABLE to the client: nothing was returned and
+/// the request may be retried (another generator takes it).
+fn broken_stream(status: tonic::Status) -> tonic::Status {
+    if status.code() == tonic::Code::Unknown {
+        tonic::Status::unavailable(format!("the generator's stream broke mid-answer: {}", status.message()))
+    } else {
+        status
+    }
+}
+
+/// Runs `req` on a generator, sending each delta to `tx` as it comes, and returns the final
+/// message. A client that goes away cancels the generation (the stream is dropped).
+pub async fn generate(
+    generator: &GeneratorClient,
+    trace: &Trace,
+    req: gen::GenerateRequest,
+    tx: &mpsc::Sender<std::result::Result<AskStreamResponse, tonic::Status>>,
+) -> Result<gen::GenerateFinal> {
+    let span = tracing::info_span!("generate", memories = req.memories.len(), tokens = tracing::field::Empty);
+    let (mut stream, _guard) = generator.generate(trace, req).instrument(span.clone()).await?;
+    loop {
+        let msg = tokio::select! {
+            msg = stream.message() => msg.map_err(|status| GatewayError::Backend { backend: "generator", status: broken_stream(status) })?,
+            () = tx.closed() => return Err(GatewayError::Internal("the client cancelled".into())),
+        };
+        let Some(msg) = msg else { break };
+        if !msg.delta.is_empty() {
+            let _ = tx.send(Ok(AskStreamResponse { delta: msg.delta, r#final: None })).await;
+        }
+        if let Some(last) = msg.r#final {
+            span.record("tokens", last.usage.as_ref().map(|u| u.completion_tokens).unwrap_or(0));
+            return Ok(last);
+        }
+    }
+    Err(GatewayError::Internal("the generator stream ended without a final message".into()))
+}

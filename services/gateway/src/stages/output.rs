@@ -1,0 +1,44 @@
+//! Output: the answer with its citations (memory id, document, retrieval score, attention
+//! share, snippet), usage, per-stage timings and the trace id; each stage's latency goes to
+//! the `memgpt_gateway_stage_seconds` histogram.
+
+use memgpt_proto::gateway::v1::{AskResponse, Citation, Timings};
+use memgpt_proto::generator::v1 as gen;
+
+use super::retrieve::Retrieved;
+use crate::trace::Trace;
+
+const SNIPPET_CHARS: usize = 240;
+
+/// Citations of the retrieved memories, with the generator's attention shares.
+pub fn citations(hits: &[Retrieved], attention: &[gen::MemoryAttention]) -> Vec<Citation> {
+    hits.iter()
+        .enumerate()
+        .map(|(i, r)| Citation {
+            memory_id: r.hit.id.clone(),
+            document_id: r.document_id(),
+            score: r.hit.score,
+            attention: attention.get(i).filter(|a| a.memory_id == r.hit.id).map(|a| a.share).unwrap_or(0.0),
+            snippet: r.hit.text.chars().take(SNIPPET_CHARS).collect(),
+            namespace: r.namespace.clone(),
+        })
+        .collect()
+}
+
+/// The answer to a question from the generator's final message; records the stage metrics.
+pub fn answer(trace: &Trace, hits: &[Retrieved], last: gen::GenerateFinal, timings: Timings) -> AskResponse {
+    let _output = tracing::info_span!("output", citations = hits.len()).entered();
+    let stages = [("encode", timings.encode_ms), ("retrieve", timings.retrieve_ms), ("generate", timings.generate_ms), ("total", timings.total_ms)];
+    for (stage, ms) in stages {
+        memgpt_telemetry::metrics::histogram("memgpt_gateway_stage_seconds", "Latency of each stage of a question.", &[("stage", stage)], memgpt_telemetry::metrics::SECONDS_BUCKETS)
+            .observe(ms / 1e3);
+    }
+    AskResponse {
+        answer: last.text.trim().to_string(),
+        citations: citations(hits, &last.attention),
+        usage: last.usage,
+        timings: Some(Timings { ttft_ms: last.ttft_ms, ..timings }),
+        trace_id: trace.trace_id.clone(),
+        finish_reason: last.finish_reason,
+    }
+}

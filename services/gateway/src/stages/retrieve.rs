@@ -1,0 +1,56 @@
+//! Retrieve: the question's vector searched in every namespace in parallel, hits merged by
+//! score (best `top_k`, ties by id).
+
+use memgpt_proto::memory::v1 as mem;
+use tracing::Instrument;
+
+use crate::clients::MemoryClient;
+use crate::error::Result;
+use crate::trace::Trace;
+
+/// A memory found for a question.
+#[derive(Debug, Clone)]
+pub struct Retrieved {
+    /// Namespace it came from.
+    pub namespace: String,
+    /// The hit.
+    pub hit: mem::Hit,
+}
+
+impl Retrieved {
+    /// The document a chunk belongs to (its `document_id` metadata, else the id before `#`).
+    pub fn document_id(&self) -> String {
+        self.hit.metadata.get("document_id").cloned().unwrap_or_else(|| self.hit.id.split('#').next().unwrap_or_default().to_string())
+    }
+}
+
+/// What to retrieve (checked by `crate::validate`).
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    /// The question's vector.
+    pub vector: Vec<f32>,
+    /// Namespaces to search.
+    pub namespaces: &'a [String],
+    /// Hits to keep overall.
+    pub top_k: u32,
+    /// Payload filter of every search.
+    pub filter: Option<mem::Filter>,
+    /// Lowest score kept.
+    pub min_score: Option<f32>,
+}
+
+/// Searches every namespace of `query` and merges the hits.
+pub async fn retrieve(memory: &MemoryClient, trace: &Trace, query: Query<'_>) -> Result<Vec<Retrieved>> {
+    let Query { vector, namespaces, top_k, filter, min_score } = query;
+    let span = tracing::info_span!("retrieve", namespaces = ?namespaces, top_k, hits = tracing::field::Empty);
+    let searches = namespaces.iter().map(|ns| {
+        let req = mem::SearchRequest { namespace: ns.clone(), vector: vector.clone(), top_k, filter: filter.clone(), min_score };
+        async move { Ok::<_, crate::GatewayError>(memory.search(trace, req).await?.into_iter().map(|hit| Retrieved { namespace: ns.clone(), hit }).collect::<Vec<_>>()) }
+    });
+    let results = futures::future::try_join_all(searches).instrument(span.clone()).await?;
+    let mut all: Vec<Retrieved> = results.into_iter().flatten().collect();
+    all.sort_by(|a, b| b.hit.score.total_cmp(&a.hit.score).then_with(|| a.hit.id.cmp(&b.hit.id)));
+    all.truncate(top_k as usize);
+    span.record("hits", all.len());
+    Ok(all)
+}

@@ -1,0 +1,139 @@
+//! Every check of a gateway request, in one place (as `memgpt-memory` and
+//! `memgpt-generator` have theirs): each failure is INVALID_ARGUMENT naming the field, or
+//! PERMISSION_DENIED for a namespace the key may not use, before any work is done.
+
+use std::collections::HashMap;
+
+use memgpt_proto::gateway::v1::{Document, Task};
+use memgpt_proto::memory::v1 as mem;
+
+use crate::auth::Principal;
+use crate::config::GatewayConfig;
+use crate::error::{GatewayError, Result};
+
+/// Longest document id, in bytes.
+pub const MAX_DOC_ID_BYTES: usize = 200;
+/// Metadata keys the gateway sets on every chunk.
+const RESERVED_METADATA: [&str; 2] = ["document_id", "chunk"];
+
+/// The first control character of `text` other than newline, carriage return and tab.
+fn control_character(text: &str) -> Option<char> {
+    text.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+}
+
+/// A text field a person writes (a question, a chat message, a document): not blank, no
+/// control characters, at most `max_bytes`.
+pub fn text(field: &str, text: &str, max_bytes: usize) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(GatewayError::invalid(field, "is empty"));
+    }
+    if let Some(c) = control_character(text) {
+        return Err(GatewayError::invalid(field, format!("holds the control character {c:?}")));
+    }
+    if text.len() > max_bytes {
+        return Err(GatewayError::invalid(field, format!("{} bytes exceed the limit of {max_bytes}", text.len())));
+    }
+    Ok(())
+}
+
+/// A question (or chat message).
+pub fn question(config: &GatewayConfig, field: &str, question: &str) -> Result<()> {
+    text(field, question, config.max_question_bytes)
+}
+
+/// The task.
+pub fn task(value: i32) -> Result<Task> {
+    Task::try_from(value).map_err(|_| GatewayError::invalid("task", format!("unknown value {value}")))
+}
+
+/// The target language, which the translate task needs.
+pub fn target_language(task: Task, target_language: &str) -> Result<()> {
+    if task == Task::Translate && target_language.trim().is_empty() {
+        return Err(GatewayError::invalid("target_language", "the translate task needs a target language"));
+    }
+    Ok(())
+}
+
+/// The retrieval fields (namespaces the key may use, `top_k`, `min_score`); returns `top_k`
+/// with the default applied. `required`: at least one namespace must be named.
+pub fn retrieval(config: &GatewayConfig, who: &Principal, namespaces: &[String], top_k: Option<u32>, min_score: Option<f32>, required: bool) -> Result<u32> {
+    if namespaces.is_empty() && required {
+        return Err(GatewayError::invalid("namespaces", "name at least one namespace to retrieve from"));
+    }
+    if namespaces.len() > config.max_namespaces {
+        return Err(GatewayError::invalid("namespaces", format!("{} namespaces exceed the limit of {}", namespaces.len(), config.max_namespaces)));
+    }
+    for (i, ns) in namespaces.iter().enumerate() {
+        if ns.is_empty() {
+            return Err(GatewayError::invalid(format!("namespaces[{i}]"), "is empty"));
+        }
+        if namespaces[..i].contains(ns) {
+            return Err(GatewayError::invalid(format!("namespaces[{i}]"), format!("`{ns}` is named twice")));
+        }
+        who.check(&format!("namespaces[{i}]"), ns)?;
+    }
+    let top_k = top_k.unwrap_or(config.default_top_k);
+    if top_k == 0 || top_k > config.max_top_k {
+        return Err(GatewayError::invalid("top_k", format!("{top_k} is outside 1..={}", config.max_top_k)));
+    }
+    if min_score.is_some_and(|s| !s.is_finite() || !(-1.0..=1.0).contains(&s)) {
+        return Err(GatewayError::invalid("min_score", "must be a number in [-1, 1]"));
+    }
+    Ok(top_k)
+}
+
+/// The one namespace a write names, which the key must be allowed.
+pub fn namespace(who: &Principal, ns: &str) -> Result<()> {
+    if ns.is_empty() {
+        return Err(GatewayError::invalid("namespace", "is empty"));
+    }
+    who.check("namespace", ns)
+}
+
+/// The documents of a Remember: 1 to `max_documents`, ids unique and well-formed, texts
+/// within the limit, metadata keys clean and not the gateway's own.
+pub fn documents(config: &GatewayConfig, documents: &[Document]) -> Result<()> {
+    if documents.is_empty() || documents.len() > config.max_documents {
+        return Err(GatewayError::invalid("documents", format!("give 1 to {} documents (got {})", config.max_documents, documents.len())));
+    }
+    let mut seen = HashMap::new();
+    for (i, d) in documents.iter().enumerate() {
+        if d.id.is_empty() || d.id.len() > MAX_DOC_ID_BYTES || d.id.chars().any(|c| c.is_control() || c == '#') {
+            return Err(GatewayError::invalid(format!("documents[{i}].id"), format!("must be 1 to {MAX_DOC_ID_BYTES} bytes without control characters or `#`")));
+        }
+        if let Some(j) = seen.insert(d.id.as_str(), i) {
+            return Err(GatewayError::invalid(format!("documents[{i}].id"), format!("`{}` is also documents[{j}]", d.id)));
+        }
+        text(&format!("documents[{i}].text"), &d.text, config.max_document_bytes)?;
+        if let Some(key) = d.metadata.keys().find(|k| k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_control() || c == '"' || c == '\\')) {
+            return Err(GatewayError::invalid(format!("documents[{i}].metadata"), format!("key {key:?} must be 1 to 256 bytes without control characters, `\"` or `\\`")));
+        }
+        if let Some(key) = RESERVED_METADATA.iter().find(|k| d.metadata.contains_key(**k)) {
+            return Err(GatewayError::invalid(format!("documents[{i}].metadata"), format!("`{key}` is set by the gateway")));
+        }
+    }
+    Ok(())
+}
+
+/// What a Forget deletes: the chunks of `document_ids`, or what `filter` matches (one of the
+/// two).
+pub fn forget_target(document_ids: Vec<String>, filter: Option<mem::Filter>) -> Result<mem::Filter> {
+    match (document_ids.is_empty(), filter) {
+        (false, None) => Ok(mem::Filter {
+            must: vec![mem::Condition { key: "document_id".into(), predicate: Some(mem::condition::Predicate::AnyOf(mem::AnyOf { values: document_ids })) }],
+        }),
+        (true, Some(f)) => Ok(f),
+        (false, Some(_)) => Err(GatewayError::invalid("filter", "give document_ids or a filter, not both")),
+        (true, None) => Err(GatewayError::invalid("document_ids", "give document_ids or a filter")),
+    }
+}
+
+/// A chat session id: 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.'.
+pub fn session_id(session_id: &str) -> Result<()> {
+    let ok = !session_id.is_empty() && session_id.len() <= 128 && session_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(GatewayError::invalid("session_id", "must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.'"))
+    }
+}
