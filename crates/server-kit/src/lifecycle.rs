@@ -46,3 +46,27 @@ where
     serve(listener).await?;
     Ok(())
 }
+
+/// The `main` of a service binary: parse the configuration (`$config`, a `clap::Parser` with
+/// `log`, `log_format` and `listen` fields) from the command line and environment, then
+/// [`run_service`] `$serve` until SIGTERM or Ctrl-C. A failure is printed and exits 1.
+#[macro_export]
+macro_rules! service_main {
+    ($binary:literal, $config:ty, $serve:path) => {
+        fn main() -> std::process::ExitCode {
+            let config = <$config as clap::Parser>::parse();
+            let (log, format, listen) = (config.log.clone(), config.log_format, config.listen);
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() });
+            let outcome = runtime.and_then(|runtime| {
+                runtime.block_on($crate::run_service($binary, &log, format, listen, |l| $serve(config, l, $crate::shutdown_signal())))
+            });
+            match outcome {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    };
+}

@@ -1,8 +1,3 @@
-//! `memgpt-gateway`: parses the configuration and runs [`memgpt_gateway::run`].
+//! `memgpt-gateway`: the gateway binary.
 
-use clap::Parser;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    memgpt_gateway::run(memgpt_gateway::GatewayConfig::parse()).await
-}
+memgpt_server_kit::service_main!("memgpt-gateway", memgpt_gateway::GatewayConfig, memgpt_gateway::serve);

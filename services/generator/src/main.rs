@@ -1,8 +1,3 @@
-//! `memgpt-generator`: parses the configuration and runs [`memgpt_generator::run`].
+//! `memgpt-generator`: the generator service binary.
 
-use clap::Parser;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    memgpt_generator::run(memgpt_generator::GeneratorConfig::parse()).await
-}
+memgpt_server_kit::service_main!("memgpt-generator", memgpt_generator::GeneratorConfig, memgpt_generator::serve);

@@ -13,12 +13,3 @@ pub mod validate;
 pub use config::{MemoryConfig, StoreKind};
 pub use error::MemoryError;
 pub use server::serve;
-
-/// Runs the service as its binary does: telemetry from the configuration, listen, serve until
-/// SIGTERM or Ctrl-C.
-pub async fn run(config: MemoryConfig) -> anyhow::Result<()> {
-    let (log, format, listen) = (config.log.clone(), config.log_format, config.listen);
-    memgpt_server_kit::run_service("memgpt-memory", &log, format, listen, |l| serve(config, l, memgpt_server_kit::shutdown_signal()))
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
-}

@@ -1,8 +1,3 @@
-//! `memgpt-memory`: parses the configuration and runs [`memgpt_memory::run`].
+//! `memgpt-memory`: the memory service binary.
 
-use clap::Parser;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    memgpt_memory::run(memgpt_memory::MemoryConfig::parse()).await
-}
+memgpt_server_kit::service_main!("memgpt-memory", memgpt_memory::MemoryConfig, memgpt_memory::serve);

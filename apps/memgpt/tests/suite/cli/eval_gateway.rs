@@ -5,12 +5,10 @@
 //! separate command `memgpt eval gateway-retrieval --data ../shared/data/scifact`
 //! (docs/benchmarks.md).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 fn ndcg(args: &[&str]) -> f64 {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/scifact");
-    assert!(data.join("queries.jsonl").exists(), "SciFact data not found at {}", data.display());
+    let data = super::common::data("scifact");
     let output = Command::new(env!("CARGO_BIN_EXE_memgpt"))
         .args(args)
         .args(["--device", "cpu", "--corpus-limit", "100", "--log", "error", "--data"])

@@ -1,16 +1,28 @@
-//! `memgpt eval retrieval` on the real SciFact test split (../shared/data/scifact): the encoder
-//! reproduces the published nDCG@10 of all-MiniLM-L6-v2 (0.64508) within 0.005, and the bf16
-//! mode stays within 0.003 of it.
+//! `memgpt eval retrieval` on the real SciFact test split (../shared/data/scifact), all 300
+//! queries. In CI, on a fixed subset of the corpus (every judged-relevant abstract plus the
+//! first 1,000 others, 1,283 documents): f32 nDCG@10 within 0.005 of 0.77364, the figure this
+//! subset gave where the whole corpus reproduces the published score, and the bf16 mode within
+//! 0.003 of f32. With `MEMGPT_EVAL_FULL=1`, the whole corpus (5,183 documents, about six
+//! minutes on 2 cores): the published nDCG@10 of all-MiniLM-L6-v2 (0.64508) within 0.005, and
+//! bf16 within 0.003 of it (docs/benchmarks.md).
 
-use std::path::PathBuf;
 use std::process::Command;
+
+/// Whether to run the whole corpus.
+fn full() -> bool {
+    std::env::var_os("MEMGPT_EVAL_FULL").is_some_and(|v| v == "1")
+}
 
 /// `memgpt eval retrieval` in `precision`: stdout's metric lines.
 fn eval(precision: &str) -> String {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/scifact");
-    assert!(data.join("queries.jsonl").exists(), "SciFact data not found at {}", data.display());
-    let output = Command::new(env!("CARGO_BIN_EXE_memgpt"))
-        .args(["eval", "retrieval", "--device", "cpu", "--precision", precision, "--data"])
+    let data = super::common::data("scifact");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_memgpt"));
+    command.args(["eval", "retrieval", "--device", "cpu", "--precision", precision]);
+    if !full() {
+        command.args(["--corpus-limit", "1000"]);
+    }
+    let output = command
+        .arg("--data")
         .arg(&data)
         .output()
         .expect("memgpt runs");
@@ -30,10 +42,18 @@ fn metric(stdout: &str, name: &str) -> f64 {
 fn scifact_ndcg_matches_the_published_score() {
     let stdout = eval("f32");
     let ndcg = metric(&stdout, "nDCG@10 ");
-    assert!((ndcg - 0.64508).abs() <= 0.005, "nDCG@10 {ndcg} is not 0.645 ± 0.005");
-    assert!((metric(&stdout, "Recall@10 ") - 0.78333).abs() <= 0.01, "{stdout}");
-    assert!((metric(&stdout, "MRR@10 ") - 0.60472).abs() <= 0.01, "{stdout}");
     assert_eq!(metric(&stdout, "queries "), 300.0);
+    if full() {
+        assert!((ndcg - 0.64508).abs() <= 0.005, "nDCG@10 {ndcg} is not 0.645 ± 0.005");
+        assert!((metric(&stdout, "Recall@10 ") - 0.78333).abs() <= 0.01, "{stdout}");
+        assert!((metric(&stdout, "MRR@10 ") - 0.60472).abs() <= 0.01, "{stdout}");
+        assert_eq!(metric(&stdout, "documents "), 5183.0);
+    } else {
+        assert!((ndcg - 0.77364).abs() <= 0.005, "subset nDCG@10 {ndcg} is not 0.774 ± 0.005");
+        assert!((metric(&stdout, "Recall@10 ") - 0.86533).abs() <= 0.01, "{stdout}");
+        assert!((metric(&stdout, "MRR@10 ") - 0.74574).abs() <= 0.01, "{stdout}");
+        assert_eq!(metric(&stdout, "documents "), 1283.0);
+    }
 
     // The bf16 mode (bf16 matrix products, f32 norms) ranks within 0.003 nDCG@10 of f32. Only
     // where the CPU multiplies bf16 natively: elsewhere libtorch emulates it, ~7x slower.
