@@ -6,6 +6,7 @@ mod common;
 mod api;
 mod ask;
 mod cancel;
+mod chunk;
 mod failover;
 mod tls;
 mod trace;
