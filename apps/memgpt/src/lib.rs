@@ -2,6 +2,9 @@
 //! memory and generator on private loopback ports, the gateway on the public address,
 //! forwarding the memory and generator APIs too. Each service gets its own typed
 //! configuration; the stack fills in only the addresses that join them.
+//!
+//! The library of the `memgpt` package, whose binary sits above it: the one package that
+//! depends on all three services.
 
 use std::future::Future;
 use std::net::SocketAddr;
