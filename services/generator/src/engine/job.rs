@@ -43,6 +43,19 @@ pub struct Job {
     pub span: tracing::Span,
 }
 
+impl Job {
+    /// Whether its client went away or its deadline passed.
+    pub(super) fn gone(&self, now: Instant) -> bool {
+        self.tx.is_closed() || self.deadline.is_some_and(|d| now >= d)
+    }
+
+    /// The part of its prompt the prefix cache may hold: in fused mode only the prefix before
+    /// the memories (later blocks there hold concat-mode states).
+    pub(super) fn cacheable(&self) -> &[u32] {
+        if self.fused { &self.prompt[..self.memory_start + 1] } else { &self.prompt[..] }
+    }
+}
+
 /// A WarmMemories call: memories (cache key and segment tokens) whose states to compute.
 pub struct WarmJob {
     /// Prompt tokens before the memories (BOS and the system prompt's start).

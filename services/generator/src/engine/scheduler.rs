@@ -139,7 +139,7 @@ impl Scheduler {
         let now = Instant::now();
         self.queue.drop_expired(now);
         for i in (0..self.running.len()).rev() {
-            if self.running[i].gone(now) {
+            if self.running[i].job.gone(now) {
                 self.finish(i, FinishReason::Cancelled, None);
             }
         }
@@ -237,7 +237,7 @@ impl Scheduler {
             }
             let seq = &mut self.running[i];
             if seq.generated.is_empty() {
-                self.prefix.insert(seq.cacheable(), &seq.cache);
+                self.prefix.insert(seq.job.cacheable(), &seq.cache);
             }
             for (acc, s) in seq.shares.iter_mut().zip(&out.shares[row]) {
                 *acc += s;

@@ -47,27 +47,4 @@ impl Seq {
         let shares = vec![0.0; job.spans.len()];
         Self { job, cache, pending, input: [0], generated: Vec::new(), sampler, text, shares, share_steps: 0, first_token_at: None, reserved }
     }
-
-    /// Whether its client went away or its deadline passed.
-    pub(super) fn gone(&self, now: Instant) -> bool {
-        self.job.gone(now)
-    }
-
-    /// The part of its prompt the prefix cache may hold: in fused mode only the prefix before
-    /// the memories (later blocks there hold concat-mode states).
-    pub(super) fn cacheable(&self) -> &[u32] {
-        self.job.cacheable()
-    }
-}
-
-impl Job {
-    /// Whether its client went away or its deadline passed.
-    pub(super) fn gone(&self, now: Instant) -> bool {
-        self.tx.is_closed() || self.deadline.is_some_and(|d| now >= d)
-    }
-
-    /// The part of its prompt the prefix cache may hold (see [`Seq::cacheable`]).
-    pub(super) fn cacheable(&self) -> &[u32] {
-        if self.fused { &self.prompt[..self.memory_start + 1] } else { &self.prompt[..] }
-    }
 }

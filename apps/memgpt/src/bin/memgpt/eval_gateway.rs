@@ -54,7 +54,7 @@ pub fn gateway_retrieval(args: GatewayRetrievalArgs) -> anyhow::Result<()> {
         let (addr, stack) = match &args.gateway {
             Some(a) => (a.clone(), None),
             None => {
-                let serve = crate::serve::ServeArgs::loopback(data.path().to_path_buf(), args.model.models_dir.clone(), args.model.threads);
+                let serve = crate::serve::ServeArgs::loopback(data.path().to_path_buf(), &args.model);
                 let stack = crate::serve::start(&serve).await?;
                 (stack.url(), Some(stack))
             }

@@ -23,15 +23,9 @@ pub struct ServeArgs {
     /// Folder of the memory store (created when missing).
     #[arg(long, env = "MEMGPT_DATA_DIR", default_value = "memgpt-data")]
     pub data_dir: PathBuf,
-    /// Folder of the model files (default: models/ at the repository root).
-    #[arg(long, env = "MEMGPT_MODELS_DIR")]
-    pub models_dir: Option<PathBuf>,
-    /// Device of the encoder and decoder: auto, cpu or cuda:N.
-    #[arg(long, env = "MEMGPT_DEVICE", default_value = "auto")]
-    pub device: String,
-    /// Intra-op threads of each model (0: all cores).
-    #[arg(long, env = "MEMGPT_THREADS", default_value_t = 0)]
-    pub threads: usize,
+    /// Models folder, device and threads of the encoder and the decoder.
+    #[command(flatten)]
+    pub model: crate::ModelArgs,
     /// Attend mode of requests that leave it unset.
     #[arg(long, env = "MEMGPT_ATTEND_MODE", default_value = "concat", value_parser = ["concat", "fused"])]
     pub attend_mode: String,
@@ -60,10 +54,10 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// Defaults for an in-process stack on a free loopback port.
-    pub fn loopback(data_dir: PathBuf, models_dir: Option<PathBuf>, threads: usize) -> Self {
+    pub fn loopback(data_dir: PathBuf, model: &crate::ModelArgs) -> Self {
         let mut args = Self::parse_from(["serve"]);
         args.listen = "127.0.0.1:0".parse().expect("literal address");
-        (args.data_dir, args.models_dir, args.threads) = (data_dir, models_dir, threads);
+        (args.data_dir, args.model) = (data_dir, model.clone());
         args
     }
 }
@@ -100,7 +94,8 @@ impl ServeArgs {
         let mut memory = MemoryConfig::defaults();
         memory.data_dir = self.data_dir.clone();
         let mut generator = GeneratorConfig::defaults();
-        (generator.threads, generator.device, generator.models_dir) = (self.threads, self.device.clone(), self.models_dir.clone());
+        let m = &self.model;
+        (generator.threads, generator.device, generator.models_dir) = (m.threads, m.device.clone(), m.models_dir.clone());
         if let Some(k) = self.recompute_head_tokens {
             generator.recompute_head_tokens = k;
         }
@@ -112,7 +107,7 @@ impl ServeArgs {
             generator.memory_cache_bytes = b;
         }
         let mut gateway = GatewayConfig::defaults();
-        (gateway.encoder_threads, gateway.device, gateway.models_dir) = (self.threads, self.device.clone(), self.models_dir.clone());
+        (gateway.encoder_threads, gateway.device, gateway.models_dir) = (m.threads, m.device.clone(), m.models_dir.clone());
         gateway.default_attend_mode = Some(self.attend_mode.clone());
         gateway.metrics_listen = self.metrics_listen;
         (gateway.api_keys_file, gateway.no_auth) = (self.api_keys_file.clone(), !auth);
@@ -161,7 +156,7 @@ where
             Some(a) => job(a.to_string()).await,
             None => {
                 let data = tempfile::tempdir()?;
-                let mut serve = ServeArgs::loopback(data.path().to_path_buf(), model.models_dir.clone(), model.threads);
+                let mut serve = ServeArgs::loopback(data.path().to_path_buf(), model);
                 configure(&mut serve);
                 let stack = start(&serve).await?;
                 let outcome = job(stack.url()).await;
