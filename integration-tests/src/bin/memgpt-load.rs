@@ -36,7 +36,7 @@ fn corpus() -> Vec<gw::Document> {
     (0..200)
         .map(|i| {
             let t = topics[i % topics.len()];
-            gw::Document { id: format!("d{i}"), text: format!("Note {i} about {t}: item {i} was recorded in year {} near the old {t}.", 1800 + i), metadata: Default::default() }
+            gw::Document { id: format!("d{i}"), text: format!("Note {i} about {t}: item {i} was recorded in year {} near the old {t}.", 1800 + i), metadata: Default::default(), ..Default::default() }
         })
         .collect()
 }
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let addr = args.addr.or(cluster.as_ref().map(|c| c.gateway.addr)).expect("an address");
     let mut client = integration_tests::client(addr, args.api_key.as_deref()).await?;
-    client.remember(gw::RememberRequest { namespace: "load".into(), documents: corpus(), warm: false }).await?;
+    client.remember(gw::RememberRequest { namespace: "load".into(), documents: corpus(), warm: false, ..Default::default() }).await?;
     let spec = LoadSpec {
         clients: args.clients,
         duration: Duration::from_secs(args.seconds),

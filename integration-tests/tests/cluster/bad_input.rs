@@ -19,16 +19,20 @@ fn ask(q: &str) -> gw::AskRequest {
     gw::AskRequest { question: q.into(), namespaces: vec!["a".into()], ..Default::default() }
 }
 
+fn dense() -> mem::Retrieval {
+    mem::Retrieval { mode: mem::RetrievalMode::Dense as i32, ..Default::default() }
+}
+
 fn with_params(p: gen::SamplingParams) -> gw::AskRequest {
     gw::AskRequest { params: Some(p), ..ask("what?") }
 }
 
 fn doc(id: &str, text: &str) -> gw::Document {
-    gw::Document { id: id.into(), text: text.into(), metadata: Default::default() }
+    gw::Document { id: id.into(), text: text.into(), metadata: Default::default(), ..Default::default() }
 }
 
 fn remember(ns: &str, documents: Vec<gw::Document>) -> gw::RememberRequest {
-    gw::RememberRequest { namespace: ns.into(), documents, warm: false }
+    gw::RememberRequest { namespace: ns.into(), documents, warm: false, ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +87,7 @@ async fn bad_input_gets_its_status_and_nothing_is_stored() {
         ("search a namespace the key may not read", Code::PermissionDenied, search_case(search("q", "b"))),
         ("ask an allowed and a forbidden namespace", Code::PermissionDenied, ask_case(gw::AskRequest { namespaces: vec!["a".into(), "secret".into()], ..ask("q") })),
         ("remember into a forbidden namespace", Code::PermissionDenied, remember_case(remember("b", vec![doc("d", "text")]))),
-        ("forget in a forbidden namespace", Code::PermissionDenied, forget_case(gw::ForgetRequest { namespace: "b".into(), document_ids: vec!["d".into()], filter: None })),
+        ("forget in a forbidden namespace", Code::PermissionDenied, forget_case(gw::ForgetRequest { namespace: "b".into(), document_ids: vec!["d".into()], filter: None, ..Default::default() })),
         ("empty question", Code::InvalidArgument, ask_case(ask(""))),
         ("whitespace question", Code::InvalidArgument, ask_case(ask(" \n\t "))),
         ("question over the limit", Code::InvalidArgument, ask_case(ask(&big))),
@@ -92,7 +96,7 @@ async fn bad_input_gets_its_status_and_nothing_is_stored() {
         ("top_k 0", Code::InvalidArgument, ask_case(gw::AskRequest { top_k: Some(0), ..ask("q") })),
         ("top_k 101", Code::InvalidArgument, ask_case(gw::AskRequest { top_k: Some(101), ..ask("q") })),
         ("top_k u32::MAX", Code::InvalidArgument, ask_case(gw::AskRequest { top_k: Some(u32::MAX), ..ask("q") })),
-        ("min_score 2", Code::InvalidArgument, ask_case(gw::AskRequest { min_score: Some(2.0), ..ask("q") })),
+        ("min_score 2 (a cosine)", Code::InvalidArgument, ask_case(gw::AskRequest { min_score: Some(2.0), retrieval: Some(dense()), ..ask("q") })),
         ("min_score NaN", Code::InvalidArgument, ask_case(gw::AskRequest { min_score: Some(f32::NAN), ..ask("q") })),
         ("an empty namespace name", Code::InvalidArgument, ask_case(gw::AskRequest { namespaces: vec![String::new()], ..ask("q") })),
         ("a namespace named twice", Code::InvalidArgument, ask_case(gw::AskRequest { namespaces: vec!["a".into(), "a".into()], ..ask("q") })),
@@ -125,8 +129,8 @@ async fn bad_input_gets_its_status_and_nothing_is_stored() {
         ("one bad document among good ones", Code::InvalidArgument, remember_case(remember("a", vec![doc("good", "fine text"), doc("", "no id")]))),
         ("remember into an empty namespace", Code::InvalidArgument, remember_case(remember("", vec![doc("d", "text")]))),
         ("message over the size limit", Code::OutOfRange, remember_case(remember("a", (0..17).map(|i| doc(&format!("d{i}"), &"z".repeat(1 << 20))).collect()))),
-        ("forget with neither ids nor filter", Code::InvalidArgument, forget_case(gw::ForgetRequest { namespace: "a".into(), document_ids: vec![], filter: None })),
-        ("forget with ids and a filter", Code::InvalidArgument, forget_case(gw::ForgetRequest { namespace: "a".into(), document_ids: vec!["d".into()], filter: Some(condition("k")) })),
+        ("forget with neither ids nor filter", Code::InvalidArgument, forget_case(gw::ForgetRequest { namespace: "a".into(), document_ids: vec![], filter: None, ..Default::default() })),
+        ("forget with ids and a filter", Code::InvalidArgument, forget_case(gw::ForgetRequest { namespace: "a".into(), document_ids: vec!["d".into()], filter: Some(condition("k")), ..Default::default() })),
         ("chat with a bad session id", Code::InvalidArgument, chat_case(gw::ChatRequest { session_id: "has space".into(), message: "hi".into(), ..Default::default() })),
         ("chat with an empty message", Code::InvalidArgument, chat_case(gw::ChatRequest { session_id: "s1".into(), message: String::new(), ..Default::default() })),
         ("delete a session with a bad id", Code::InvalidArgument, {

@@ -14,11 +14,11 @@ async fn remember_ask_stream_chat_forget() {
     let cluster = Cluster::start(Options::default()).await.unwrap();
     let mut c = cluster.client(None).await.unwrap();
     let documents = vec![
-        gw::Document { id: "ferry".into(), text: "The ferry to Port Carrow leaves at 7:15 every morning from pier 4.".into(), metadata: Default::default() },
-        gw::Document { id: "museum".into(), text: "The maritime museum is closed on Tuesdays and opens at 10:00 on other days.".into(), metadata: Default::default() },
+        gw::Document { id: "ferry".into(), text: "The ferry to Port Carrow leaves at 7:15 every morning from pier 4.".into(), metadata: Default::default(), ..Default::default() },
+        gw::Document { id: "museum".into(), text: "The maritime museum is closed on Tuesdays and opens at 10:00 on other days.".into(), metadata: Default::default(), ..Default::default() },
     ];
     // With warm: the generator caches each chunk's states for the fused mode.
-    let r = c.remember(gw::RememberRequest { namespace: "town".into(), documents, warm: true }).await.unwrap().into_inner();
+    let r = c.remember(gw::RememberRequest { namespace: "town".into(), documents, warm: true, ..Default::default() }).await.unwrap().into_inner();
     assert!(r.results.iter().all(|d| d.status == gw::DocumentStatus::Stored as i32), "{r:?}");
     assert_eq!(r.warmed_chunks, 2, "{r:?}");
 
@@ -57,7 +57,7 @@ async fn remember_ask_stream_chat_forget() {
     assert!(deleted.deleted >= 1);
 
     // Forget: the ferry is no longer cited.
-    let f = c.forget(gw::ForgetRequest { namespace: "town".into(), document_ids: vec!["ferry".into()], filter: None }).await.unwrap().into_inner();
+    let f = c.forget(gw::ForgetRequest { namespace: "town".into(), document_ids: vec!["ferry".into()], filter: None, ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(f.forgotten, 1);
     let a = c.ask(ask("When does the ferry to Port Carrow leave?")).await.unwrap().into_inner();
     assert!(a.citations.iter().all(|c| c.document_id != "ferry"), "{:?}", a.citations);

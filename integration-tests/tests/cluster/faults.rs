@@ -37,7 +37,7 @@ async fn memory_killed_during_remember_keeps_every_acknowledged_chunk() {
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
             let ids: Vec<String> = batch.iter().map(|d| d.id.clone()).collect();
-            let r = c.remember(gw::RememberRequest { namespace: "faults".into(), documents: batch, warm: false }).await;
+            let r = c.remember(gw::RememberRequest { namespace: "faults".into(), documents: batch, warm: false, ..Default::default() }).await;
             let _ = tx.send((i, ids, r));
         });
     }
@@ -85,7 +85,7 @@ async fn memory_killed_during_remember_keeps_every_acknowledged_chunk() {
     let mut c = client.clone();
     let retry: Vec<gw::Document> = all.iter().filter(|d| !acked.contains(&d.id)).cloned().collect();
     for batch in retry.chunks(per_call) {
-        let r = c.remember(gw::RememberRequest { namespace: "faults".into(), documents: batch.to_vec(), warm: false }).await.unwrap().into_inner();
+        let r = c.remember(gw::RememberRequest { namespace: "faults".into(), documents: batch.to_vec(), warm: false, ..Default::default() }).await.unwrap().into_inner();
         assert!(r.results.iter().all(|d| d.status == gw::DocumentStatus::Stored as i32));
     }
     assert_eq!(memory_count(cluster.memory.addr, "faults").await, total as u64, "no duplicates, nothing missing");
@@ -100,7 +100,7 @@ async fn a_generator_killed_during_a_batch_loses_no_question() {
     let n = if crate::full() { 200 } else { 40 };
     let mut cluster = Cluster::start(Options::default()).await.unwrap();
     let mut c = cluster.client(None).await.unwrap();
-    c.remember(gw::RememberRequest { namespace: "kb".into(), documents: crate::docs("fact", 20), warm: false }).await.unwrap();
+    c.remember(gw::RememberRequest { namespace: "kb".into(), documents: crate::docs("fact", 20), warm: false, ..Default::default() }).await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
     for i in 0..n {

@@ -35,7 +35,7 @@ async fn a_key_never_sees_a_namespace_it_may_not_read() {
             d.metadata.insert("owner".into(), ns.into());
             d
         });
-        operator.remember(gw::RememberRequest { namespace: ns.into(), documents: documents.collect(), warm: false }).await.unwrap();
+        operator.remember(gw::RememberRequest { namespace: ns.into(), documents: documents.collect(), warm: false, ..Default::default() }).await.unwrap();
     }
     let keys = ["operator-key-00000000", "alpha-key-0000000000", "beta-key-00000000000", "gamma-key-0000000000"];
     let mut clients = Vec::new();

@@ -12,7 +12,7 @@ use memgpt_proto::gateway::v1 as gw;
 async fn bounded_load_sees_only_overload_refusals_and_bounded_memory() {
     let cluster = Cluster::start(Options { generator_args: vec!["--max-waiting".into(), "8".into()], ..Default::default() }).await.unwrap();
     let mut c = cluster.client(None).await.unwrap();
-    c.remember(gw::RememberRequest { namespace: "load".into(), documents: crate::docs("item", 100), warm: false }).await.unwrap();
+    c.remember(gw::RememberRequest { namespace: "load".into(), documents: crate::docs("item", 100), warm: false, ..Default::default() }).await.unwrap();
     let before = cluster.rss_mib();
     let spec = LoadSpec {
         clients: if crate::full() { 64 } else { 24 },

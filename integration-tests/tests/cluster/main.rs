@@ -20,6 +20,7 @@ pub fn docs(prefix: &str, n: usize) -> Vec<memgpt_proto::gateway::v1::Document> 
             id: format!("{prefix}-{i}"),
             text: format!("Record {i} of {prefix}: the value is {}.", i * 37 % 1000),
             metadata: Default::default(),
+            ..Default::default()
         })
         .collect()
 }

@@ -51,6 +51,19 @@ pub struct GatewayConfig {
     /// Attend mode of requests that leave it unset: concat or fused (unset: the generator's).
     #[arg(long, env = "MEMGPT_GATEWAY_DEFAULT_ATTEND_MODE", value_parser = ["concat", "fused"])]
     pub default_attend_mode: Option<String>,
+    /// Ranking of requests that leave `retrieval` unset: dense (cosine), sparse (BM25) or
+    /// hybrid (both, fused). Hybrid ranks best on SciFact (docs/benchmarks.md).
+    #[arg(long, env = "MEMGPT_GATEWAY_RETRIEVAL", value_parser = ["dense", "sparse", "hybrid"], default_value = "hybrid")]
+    pub retrieval: String,
+    /// How hybrid fuses its lists by default: rrf (reciprocal rank) or convex (weighted scores).
+    #[arg(long, env = "MEMGPT_GATEWAY_FUSION", value_parser = ["rrf", "convex"], default_value = "rrf")]
+    pub fusion: String,
+    /// RRF's k by default (at least 1).
+    #[arg(long, env = "MEMGPT_GATEWAY_RRF_K", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rrf_k: u32,
+    /// The dense list's weight of a convex fusion by default, in [0, 1].
+    #[arg(long, env = "MEMGPT_GATEWAY_DENSE_WEIGHT", default_value_t = 0.5)]
+    pub dense_weight: f32,
     /// Largest top_k a request may ask for.
     #[arg(long, env = "MEMGPT_GATEWAY_MAX_TOP_K", default_value_t = 100)]
     pub max_top_k: u32,
@@ -143,6 +156,23 @@ impl GatewayConfig {
             (0, Some("concat")) => AttendMode::Concat as i32,
             (0, Some("fused")) => AttendMode::Fused as i32,
             (m, _) => m,
+        }
+    }
+
+    /// How requests that leave `retrieval` unset are ranked.
+    pub fn default_retrieval(&self) -> memgpt_proto::memory::v1::Retrieval {
+        use memgpt_proto::memory::v1::{Fusion, RetrievalMode};
+        let mode = match self.retrieval.as_str() {
+            "dense" => RetrievalMode::Dense,
+            "sparse" => RetrievalMode::Sparse,
+            _ => RetrievalMode::Hybrid,
+        };
+        let fusion = if self.fusion == "convex" { Fusion::Convex } else { Fusion::Rrf };
+        memgpt_proto::memory::v1::Retrieval {
+            mode: mode as i32,
+            fusion: fusion as i32,
+            rrf_k: Some(self.rrf_k),
+            dense_weight: Some(self.dense_weight),
         }
     }
 

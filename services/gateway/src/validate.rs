@@ -76,10 +76,67 @@ pub fn retrieval(config: &GatewayConfig, who: &Principal, namespaces: &[String],
     if top_k == 0 || top_k > config.max_top_k {
         return Err(GatewayError::invalid("top_k", format!("{top_k} is outside 1..={}", config.max_top_k)));
     }
-    if min_score.is_some_and(|s| !s.is_finite() || !(-1.0..=1.0).contains(&s)) {
-        return Err(GatewayError::invalid("min_score", "must be a number in [-1, 1]"));
+    if min_score.is_some_and(|s| !s.is_finite()) {
+        return Err(GatewayError::invalid("min_score", "must be a finite number"));
     }
     Ok(top_k)
+}
+
+/// `min_score` against the ranking's scale: a cosine lies in [-1, 1] (BM25 and fused scores
+/// are any non-negative number).
+pub fn min_score(min_score: Option<f32>, ranking: &mem::Retrieval) -> Result<()> {
+    let dense = ranking.mode == mem::RetrievalMode::Dense as i32;
+    if dense && min_score.is_some_and(|s| !(-1.0..=1.0).contains(&s)) {
+        return Err(GatewayError::invalid("min_score", "must be a number in [-1, 1] (a cosine) in the dense mode"));
+    }
+    Ok(())
+}
+
+/// How a request ranks: its `retrieval` with the gateway's defaults filled in (a mode left
+/// unspecified takes the default mode; an unset k or weight the default one).
+pub fn ranking(config: &GatewayConfig, retrieval: Option<&mem::Retrieval>) -> Result<mem::Retrieval> {
+    let default = config.default_retrieval();
+    let Some(r) = retrieval else { return Ok(default) };
+    let mode = mem::RetrievalMode::try_from(r.mode)
+        .map_err(|_| GatewayError::invalid("retrieval.mode", format!("unknown value {}; use dense, sparse or hybrid", r.mode)))?;
+    let fusion = mem::Fusion::try_from(r.fusion)
+        .map_err(|_| GatewayError::invalid("retrieval.fusion", format!("unknown value {}; use rrf or convex", r.fusion)))?;
+    if r.rrf_k == Some(0) {
+        return Err(GatewayError::invalid("retrieval.rrf_k", "must be at least 1"));
+    }
+    if let Some(w) = r.dense_weight.filter(|w| !(0.0..=1.0).contains(w)) {
+        return Err(GatewayError::invalid("retrieval.dense_weight", format!("is {w}; it must lie in [0, 1]")));
+    }
+    let (mode, fusion) = match (mode, fusion) {
+        (mem::RetrievalMode::Unspecified, mem::Fusion::Unspecified) => (default.mode, default.fusion),
+        (mem::RetrievalMode::Unspecified, f) => (default.mode, f as i32),
+        (m, mem::Fusion::Unspecified) => (m as i32, default.fusion),
+        (m, f) => (m as i32, f as i32),
+    };
+    Ok(mem::Retrieval { mode, fusion, rrf_k: r.rrf_k.or(default.rrf_k), dense_weight: r.dense_weight.or(default.dense_weight) })
+}
+
+/// An RFC 3339 time (empty allowed: "unbounded" or "now"), checked here so a bad one fails
+/// before any work; returns it in milliseconds.
+pub fn time(field: &str, value: &str) -> Result<Option<i64>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| Some(t.timestamp_millis()))
+        .map_err(|e| GatewayError::invalid(field, format!("`{value}` is not an RFC 3339 time ({e}); write e.g. 2024-05-01T12:00:00Z")))
+}
+
+/// A document's validity: both times well-formed, `valid_until` after `valid_from`.
+fn validity(at: &str, d: &Document) -> Result<()> {
+    let from = time(&format!("{at}.valid_from"), &d.valid_from)?;
+    let until = time(&format!("{at}.valid_until"), &d.valid_until)?;
+    if let (Some(from), Some(until)) = (from, until) {
+        if until <= from {
+            return Err(GatewayError::invalid(format!("{at}.valid_until"), format!("`{}` is not after valid_from `{}`", d.valid_until, d.valid_from)));
+        }
+    }
+    Ok(())
 }
 
 /// The one namespace a write names, which the key must be allowed.
@@ -111,21 +168,29 @@ pub fn documents(config: &GatewayConfig, documents: &[Document]) -> Result<()> {
         if let Some(key) = RESERVED_METADATA.iter().find(|k| d.metadata.contains_key(**k)) {
             return Err(GatewayError::invalid(format!("documents[{i}].metadata"), format!("`{key}` is set by the gateway")));
         }
+        validity(&format!("documents[{i}]"), d)?;
     }
     Ok(())
 }
 
-/// What a Forget deletes: the chunks of `document_ids`, or what `filter` matches (one of the
-/// two).
-pub fn forget_target(document_ids: Vec<String>, filter: Option<mem::Filter>) -> Result<mem::Filter> {
-    match (document_ids.is_empty(), filter) {
+/// What a Forget deletes: the chunks of `document_ids`, what `filter` matches, or (`None`)
+/// the expired chunks; exactly one of the three.
+pub fn forget_target(document_ids: Vec<String>, filter: Option<mem::Filter>, expired: bool) -> Result<Option<mem::Filter>> {
+    if expired {
+        if !document_ids.is_empty() || filter.is_some() {
+            return Err(GatewayError::invalid("expired", "give document_ids, a filter or expired, one of them"));
+        }
+        return Ok(None);
+    }
+    let target = match (document_ids.is_empty(), filter) {
         (false, None) => Ok(mem::Filter {
             must: vec![mem::Condition { key: "document_id".into(), predicate: Some(mem::condition::Predicate::AnyOf(mem::AnyOf { values: document_ids })) }],
         }),
         (true, Some(f)) => Ok(f),
         (false, Some(_)) => Err(GatewayError::invalid("filter", "give document_ids or a filter, not both")),
-        (true, None) => Err(GatewayError::invalid("document_ids", "give document_ids or a filter")),
-    }
+        (true, None) => Err(GatewayError::invalid("document_ids", "give document_ids, a filter or expired")),
+    };
+    target.map(Some)
 }
 
 /// A chat session id: 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.'.

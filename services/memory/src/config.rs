@@ -76,6 +76,9 @@ pub struct MemoryConfig {
     /// Replicas that must acknowledge a write, when the collection is created.
     #[arg(long, env = "MEMGPT_MEMORY_QDRANT_WRITE_CONSISTENCY_FACTOR", default_value_t = 1)]
     pub qdrant_write_consistency_factor: u32,
+    /// Seconds between sweeps that delete records whose expiry (a TTL) has passed; 0: none.
+    #[arg(long, env = "MEMGPT_MEMORY_EXPIRY_SWEEP_SECS", default_value_t = 60)]
+    pub expiry_sweep_secs: u64,
     /// Largest gRPC message, in bytes, both ways.
     #[arg(long, env = "MEMGPT_MEMORY_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,

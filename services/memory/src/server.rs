@@ -56,6 +56,23 @@ pub async fn open_store(config: &MemoryConfig) -> Result<Arc<dyn VectorStore>> {
     })
 }
 
+/// Deletes expired records every `every` while the store is open.
+async fn sweep(store: std::sync::Weak<dyn VectorStore>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(store) = store.upgrade() else { return };
+        match store.delete_expired(None, crate::store::time::now()).await {
+            Ok(deleted) => {
+                crate::service::count_expired(deleted);
+                if deleted > 0 {
+                    tracing::info!(deleted, "expired records swept");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "expiry sweep failed; the next one retries"),
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then drains in-flight calls (within the configured grace)
 /// and flushes the store. Fails when the store cannot be opened.
 pub async fn serve(
@@ -84,6 +101,9 @@ pub async fn serve(
             let store = open_store(&config).await.inspect_err(|err| tracing::error!(error = %err, "cannot open the store"))?;
             let _ = slot.set(Arc::clone(&store));
             tracing::info!(store = ?config.store, "store open");
+            if config.expiry_sweep_secs > 0 {
+                tokio::spawn(sweep(Arc::downgrade(&store), Duration::from_secs(config.expiry_sweep_secs)));
+            }
             health.follow(Duration::from_secs(1), || store.healthy()).await;
             Ok::<(), MemoryError>(())
         }

@@ -8,7 +8,7 @@ use tokio::sync::OnceCell;
 use tonic::{Request, Response, Status};
 
 use crate::error::{MemoryError, Result};
-use crate::store::{Hit, Record, VectorStore};
+use crate::store::{time, Hit, Record, VectorStore};
 use crate::validate::{self, DeleteTarget, Limits};
 
 /// The store, set once it is open; requests before that get UNAVAILABLE.
@@ -32,11 +32,41 @@ impl MemoryService {
 }
 
 fn to_pb_record(r: Record) -> pb::Record {
-    pb::Record { id: r.id, vector: r.vector, text: r.text, metadata: r.metadata.into_iter().collect() }
+    pb::Record {
+        id: r.id,
+        vector: r.vector,
+        text: r.text,
+        metadata: r.metadata.into_iter().collect(),
+        valid_from: time::format(r.validity.valid_from),
+        valid_until: time::format(r.validity.valid_until),
+        expires_at: time::format(r.validity.expires_at),
+    }
 }
 
 fn to_pb_hit(h: Hit) -> pb::Hit {
-    pb::Hit { id: h.id, score: h.score, text: h.text, metadata: h.metadata.into_iter().collect() }
+    pb::Hit {
+        id: h.id,
+        score: h.score,
+        text: h.text,
+        metadata: h.metadata.into_iter().collect(),
+        dense_rank: h.dense.map_or(0, |r| r.rank),
+        sparse_rank: h.sparse.map_or(0, |r| r.rank),
+        dense_score: h.dense.map(|r| r.score),
+        sparse_score: h.sparse.map(|r| r.score),
+        valid_from: time::format(h.validity.valid_from),
+        valid_until: time::format(h.validity.valid_until),
+        expires_at: time::format(h.validity.expires_at),
+    }
+}
+
+/// Counts expired records deleted (by the sweep or on request).
+pub fn count_expired(deleted: u64) {
+    memgpt_telemetry::metrics::counter(
+        "memgpt_memory_expired_deleted_total",
+        "Records deleted because their expiry passed.",
+        &[],
+    )
+    .add(deleted);
 }
 
 #[tonic::async_trait]
@@ -72,6 +102,11 @@ impl Memory for MemoryService {
         let deleted = match target {
             DeleteTarget::Ids(ids) => store.delete_ids(&namespace, ids).await?,
             DeleteTarget::Filter(filter) => store.delete_filter(&namespace, filter).await?,
+            DeleteTarget::Expired(namespace) => {
+                let deleted = store.delete_expired(namespace.as_deref(), time::now()).await?;
+                count_expired(deleted);
+                deleted
+            }
         };
         Ok(Response::new(pb::DeleteResponse { deleted }))
     }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use memgpt_proto::memory::v1 as pb;
 
 use crate::error::{MemoryError, Result};
-use crate::store::{Condition, Filter, Predicate, Record, SearchQuery};
+use crate::store::{fusion, time, Condition, Filter, Fusion, Millis, Predicate, Record, Retrieval, SearchQuery};
 
 /// Longest namespace or id, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
@@ -112,11 +112,12 @@ pub fn upsert(req: pb::UpsertRequest, limits: &Limits) -> Result<(String, Vec<Re
         }
         metadata(&format!("records[{i}].metadata"), &r.metadata, limits)?;
     }
-    let records = req
-        .records
-        .into_iter()
-        .map(|r| Record { id: r.id, vector: r.vector, text: r.text, metadata: r.metadata.into_iter().collect::<BTreeMap<_, _>>() })
-        .collect();
+    let mut records = Vec::with_capacity(req.records.len());
+    for (i, r) in req.records.into_iter().enumerate() {
+        let validity = time::validity(&format!("records[{i}]"), &r.valid_from, &r.valid_until, &r.expires_at)?;
+        let metadata = r.metadata.into_iter().collect::<BTreeMap<_, _>>();
+        records.push(Record { id: r.id, vector: r.vector, text: r.text, metadata, validity });
+    }
     Ok((req.namespace, records))
 }
 
@@ -159,10 +160,52 @@ pub fn filter(field: &str, filter: Option<pb::Filter>) -> Result<Option<Filter>>
     Ok((!must.is_empty()).then_some(Filter { must }))
 }
 
+/// How a search ranks (unset: dense). `field` is the message's path.
+pub fn retrieval(field: &str, retrieval: Option<&pb::Retrieval>) -> Result<Retrieval> {
+    let Some(r) = retrieval else { return Ok(Retrieval::Dense) };
+    let mode = pb::RetrievalMode::try_from(r.mode)
+        .map_err(|_| invalid(format!("{field}.mode"), format!("unknown value {}; use dense, sparse or hybrid", r.mode)))?;
+    let fusion = pb::Fusion::try_from(r.fusion)
+        .map_err(|_| invalid(format!("{field}.fusion"), format!("unknown value {}; use rrf or convex", r.fusion)))?;
+    if r.rrf_k == Some(0) {
+        return Err(invalid(format!("{field}.rrf_k"), "must be at least 1"));
+    }
+    if let Some(w) = r.dense_weight {
+        if !(0.0..=1.0).contains(&w) {
+            return Err(invalid(format!("{field}.dense_weight"), format!("is {w}; it must lie in [0, 1]")));
+        }
+    }
+    Ok(match mode {
+        pb::RetrievalMode::Unspecified | pb::RetrievalMode::Dense => Retrieval::Dense,
+        pb::RetrievalMode::Sparse => Retrieval::Sparse,
+        pb::RetrievalMode::Hybrid => Retrieval::Hybrid(match fusion {
+            pb::Fusion::Unspecified | pb::Fusion::Rrf => Fusion::Rrf { k: r.rrf_k.unwrap_or(fusion::DEFAULT_RRF_K) },
+            pb::Fusion::Convex => Fusion::Convex { dense_weight: r.dense_weight.unwrap_or(fusion::DEFAULT_DENSE_WEIGHT) },
+        }),
+    })
+}
+
+/// The time a search is made as of: `as_of`, or `now` when empty.
+pub fn as_of(field: &str, value: &str, now: Millis) -> Result<Millis> {
+    Ok(time::parse(field, value)?.unwrap_or(now))
+}
+
 /// A Search request.
 pub fn search(req: pb::SearchRequest, limits: &Limits) -> Result<SearchQuery> {
     name("namespace", &req.namespace)?;
-    vector("vector", &req.vector, limits)?;
+    let retrieval = retrieval("retrieval", req.retrieval.as_ref())?;
+    if retrieval.dense() {
+        vector("vector", &req.vector, limits)?;
+    } else if !req.vector.is_empty() {
+        vector("vector", &req.vector, limits)?;
+    }
+    if retrieval.sparse() && req.query_text.trim().is_empty() {
+        return Err(invalid("query_text", "is empty; the sparse and hybrid modes search the query's words"));
+    }
+    if req.query_text.len() > limits.max_text_bytes {
+        return Err(invalid("query_text", format!("is {} bytes; the limit is {}", req.query_text.len(), limits.max_text_bytes)));
+    }
+    let now = time::now();
     if req.top_k == 0 || req.top_k > MAX_TOP_K {
         return Err(invalid("top_k", format!("is {}; it must be 1 to {MAX_TOP_K}", req.top_k)));
     }
@@ -177,6 +220,10 @@ pub fn search(req: pb::SearchRequest, limits: &Limits) -> Result<SearchQuery> {
         top_k: req.top_k as usize,
         filter: filter("filter", req.filter)?,
         min_score: req.min_score,
+        text: req.query_text,
+        retrieval,
+        as_of: as_of("as_of", &req.as_of, now)?,
+        now,
     })
 }
 
@@ -200,10 +247,22 @@ pub enum DeleteTarget {
     Ids(Vec<String>),
     /// By filter.
     Filter(Filter),
+    /// The expired records (of the namespace, or of all when it is `None`).
+    Expired(Option<String>),
 }
 
-/// A Delete request.
+/// A Delete request; the namespace is `None` only for expired records of every namespace.
 pub fn delete(req: pb::DeleteRequest) -> Result<(String, DeleteTarget)> {
+    if req.expired {
+        if !req.ids.is_empty() || req.filter.is_some() {
+            return Err(invalid("expired", "set one of ids, filter and expired"));
+        }
+        if req.namespace.is_empty() {
+            return Ok((String::new(), DeleteTarget::Expired(None)));
+        }
+        name("namespace", &req.namespace)?;
+        return Ok((req.namespace.clone(), DeleteTarget::Expired(Some(req.namespace))));
+    }
     name("namespace", &req.namespace)?;
     let filter = filter("filter", req.filter)?;
     match (req.ids.is_empty(), filter) {

@@ -63,7 +63,13 @@ impl MemoryClient {
 
     /// Deletes records by id or by filter; returns how many.
     pub async fn delete(&self, trace: &Trace, namespace: &str, ids: Vec<String>, filter: Option<mem::Filter>) -> Result<u64> {
-        let req = mem::DeleteRequest { namespace: namespace.into(), ids, filter };
+        let req = mem::DeleteRequest { namespace: namespace.into(), ids, filter, expired: false };
+        Ok(self.call(trace, req, self.write, |mut c, r| async move { c.delete(r).await }).await?.deleted)
+    }
+
+    /// Deletes the records of a namespace whose expiry has passed; returns how many.
+    pub async fn delete_expired(&self, trace: &Trace, namespace: &str) -> Result<u64> {
+        let req = mem::DeleteRequest { namespace: namespace.into(), ids: Vec::new(), filter: None, expired: true };
         Ok(self.call(trace, req, self.write, |mut c, r| async move { c.delete(r).await }).await?.deleted)
     }
 

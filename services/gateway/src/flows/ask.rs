@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::auth::Principal;
 use crate::error::Result;
-use crate::stages::retrieve::{retrieve, Query};
+use crate::stages::retrieve::{needs_vector, retrieve, Query};
 use crate::stages::{attend, output, Gateway};
 use crate::trace::Trace;
 use crate::validate;
@@ -36,6 +36,9 @@ pub async fn ask(
     validate::question(&gw.config, "question", &req.question)?;
     validate::target_language(task, &req.target_language)?;
     let top_k = validate::retrieval(&gw.config, &who, &req.namespaces, req.top_k, req.min_score, task != Task::Translate && recall.is_none())?;
+    let retrieval = validate::ranking(&gw.config, req.retrieval.as_ref())?;
+    validate::min_score(req.min_score, &retrieval)?;
+    validate::time("as_of", &req.as_of)?;
     req.namespaces.extend(recall);
     let span = tracing::info_span!("ask", trace_id = %trace.trace_id, key = %who.key_id, task = task.as_str_name(), top_k, mode = req.attend_mode);
     async move {
@@ -43,10 +46,19 @@ pub async fn ask(
         let mut hits = Vec::new();
         if !req.namespaces.is_empty() {
             let t = Instant::now();
-            let vector = gw.encoder.encode_one(&req.question).await?;
+            let vector = if needs_vector(&retrieval) { gw.encoder.encode_one(&req.question).await? } else { Vec::new() };
             timings.encode_ms = since(t);
             let t = Instant::now();
-            let query = Query { vector, namespaces: &req.namespaces, top_k, filter: req.filter.clone(), min_score: req.min_score };
+            let query = Query {
+                vector,
+                text: &req.question,
+                retrieval,
+                as_of: &req.as_of,
+                namespaces: &req.namespaces,
+                top_k,
+                filter: req.filter.clone(),
+                min_score: req.min_score,
+            };
             hits = retrieve(&gw.memory, &trace, query).await?;
             timings.retrieve_ms = since(t);
         }

@@ -80,6 +80,8 @@ pub async fn turn(
         task: Task::Qa as i32,
         target_language: String::new(),
         params: req.params,
+        retrieval: req.retrieval,
+        as_of: req.as_of,
     };
     sessions.touch(&ns);
     let answer = super::ask::ask(Arc::clone(&gw), who.clone(), trace.clone(), ask, Some(ns.clone()), tx).await?;
@@ -87,10 +89,11 @@ pub async fn turn(
     let turns = RememberRequest {
         namespace: ns.clone(),
         documents: vec![
-            Document { id: format!("turn-{stamp}-user"), text: format!("User: {}", req.message), metadata: Default::default() },
-            Document { id: format!("turn-{stamp}-assistant"), text: format!("Assistant: {}", answer.answer), metadata: Default::default() },
+            Document { id: format!("turn-{stamp}-user"), text: format!("User: {}", req.message), metadata: Default::default(), ..Default::default() },
+            Document { id: format!("turn-{stamp}-assistant"), text: format!("Assistant: {}", answer.answer), metadata: Default::default(), ..Default::default() },
         ],
         warm: false,
+        ..Default::default()
     };
     super::memories::remember_unchecked(&gw, &trace, turns).await?;
     sessions.touch(&ns);

@@ -9,7 +9,7 @@ use tracing::Instrument;
 use crate::auth::Principal;
 use crate::chunk;
 use crate::error::Result;
-use crate::stages::retrieve::{retrieve, Query};
+use crate::stages::retrieve::{needs_vector, retrieve, Query};
 use crate::stages::{attend, output, Gateway};
 use crate::trace::Trace;
 use crate::validate;
@@ -18,6 +18,20 @@ use crate::validate;
 const STALE_PAGE: usize = 16;
 /// Most ids the memory service takes in one Get or Delete.
 const MAX_IDS: usize = 1000;
+/// The longest TTL, 100 years.
+const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
+/// The expiry of documents remembered now with `ttl_seconds` (RFC 3339; empty for none).
+fn expiry(ttl_seconds: u64) -> Result<String> {
+    if ttl_seconds == 0 {
+        return Ok(String::new());
+    }
+    if ttl_seconds > MAX_TTL_SECONDS {
+        return Err(crate::GatewayError::invalid("ttl_seconds", format!("{ttl_seconds} exceeds the limit of {MAX_TTL_SECONDS} (100 years)")));
+    }
+    let at = chrono::Utc::now() + chrono::Duration::seconds(ttl_seconds as i64);
+    Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
 
 /// Chunks, encodes and stores documents; each is stored whole or not at all.
 pub async fn remember(gw: &Gateway, who: &Principal, trace: &Trace, req: RememberRequest) -> Result<RememberResponse> {
@@ -29,6 +43,7 @@ pub async fn remember(gw: &Gateway, who: &Principal, trace: &Trace, req: Remembe
 pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberRequest) -> Result<RememberResponse> {
     let c = &gw.config;
     validate::documents(c, &req.documents)?;
+    let expires_at = expiry(req.ttl_seconds)?;
     let span = tracing::info_span!("remember", trace_id = %trace.trace_id, namespace = %req.namespace, documents = req.documents.len(), chunks = tracing::field::Empty);
     async move {
         let mut chunks = Vec::with_capacity(req.documents.len());
@@ -46,7 +61,15 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
                 let mut metadata = d.metadata.clone();
                 metadata.insert("document_id".into(), d.id.clone());
                 metadata.insert("chunk".into(), n.to_string());
-                records.push(mem::Record { id: format!("{}#{n}", d.id), vector: vectors.next().unwrap_or_default(), text, metadata });
+                records.push(mem::Record {
+                    id: format!("{}#{n}", d.id),
+                    vector: vectors.next().unwrap_or_default(),
+                    text,
+                    metadata,
+                    valid_from: d.valid_from.clone(),
+                    valid_until: d.valid_until.clone(),
+                    expires_at: expires_at.clone(),
+                });
             }
         }
         // One upsert for every chunk of every document: each document is stored whole or
@@ -110,12 +133,15 @@ async fn drop_stale(gw: &Gateway, trace: &Trace, namespace: &str, docs: &[(&str,
     Ok(())
 }
 
-/// Deletes documents (all their chunks) or whatever a filter matches.
+/// Deletes documents (all their chunks), whatever a filter matches, or the expired chunks.
 pub async fn forget(gw: &Gateway, who: &Principal, trace: &Trace, req: ForgetRequest) -> Result<u64> {
     validate::namespace(who, &req.namespace)?;
-    let filter = validate::forget_target(req.document_ids, req.filter)?;
-    let span = tracing::info_span!("forget", trace_id = %trace.trace_id, namespace = %req.namespace);
-    gw.memory.delete(trace, &req.namespace, Vec::new(), Some(filter)).instrument(span).await
+    let target = validate::forget_target(req.document_ids, req.filter, req.expired)?;
+    let span = tracing::info_span!("forget", trace_id = %trace.trace_id, namespace = %req.namespace, expired = req.expired);
+    match target {
+        Some(filter) => gw.memory.delete(trace, &req.namespace, Vec::new(), Some(filter)).instrument(span).await,
+        None => gw.memory.delete_expired(trace, &req.namespace).instrument(span).await,
+    }
 }
 
 /// Encodes and retrieves only; with `group_by_document`, one citation per document (its best
@@ -123,12 +149,24 @@ pub async fn forget(gw: &Gateway, who: &Principal, trace: &Trace, req: ForgetReq
 pub async fn search(gw: &Gateway, who: &Principal, trace: &Trace, req: SearchRequest) -> Result<SearchResponse> {
     validate::question(&gw.config, "question", &req.question)?;
     let top_k = validate::retrieval(&gw.config, who, &req.namespaces, req.top_k, req.min_score, true)?;
+    let retrieval = validate::ranking(&gw.config, req.retrieval.as_ref())?;
+    validate::min_score(req.min_score, &retrieval)?;
+    validate::time("as_of", &req.as_of)?;
     let span = tracing::info_span!("search", trace_id = %trace.trace_id, top_k, group_by_document = req.group_by_document);
     async move {
-        let vector = gw.encoder.encode_one(&req.question).await?;
+        let vector = if needs_vector(&retrieval) { gw.encoder.encode_one(&req.question).await? } else { Vec::new() };
         // Grouping needs more chunks than documents asked for.
         let fetch = if req.group_by_document { (top_k * 4).min(gw.config.max_top_k.max(top_k)) } else { top_k };
-        let query = Query { vector, namespaces: &req.namespaces, top_k: fetch, filter: req.filter.clone(), min_score: req.min_score };
+        let query = Query {
+            vector,
+            text: &req.question,
+            retrieval,
+            as_of: &req.as_of,
+            namespaces: &req.namespaces,
+            top_k: fetch,
+            filter: req.filter.clone(),
+            min_score: req.min_score,
+        };
         let hits = retrieve(&gw.memory, trace, query).await?;
         let mut cited: Vec<Citation> = output::citations(&hits, &[]);
         if req.group_by_document {

@@ -143,6 +143,7 @@ impl GatewayApi for GatewayService {
             generator,
             default_top_k: gw.config.default_top_k,
             encoder,
+            default_retrieval: Some(gw.config.default_retrieval()),
         }))
     }
 }

@@ -21,6 +21,8 @@ pub fn citations(hits: &[Retrieved], attention: &[gen::MemoryAttention]) -> Vec<
             attention: attention.get(i).filter(|a| a.memory_id == r.hit.id).map(|a| a.share).unwrap_or(0.0),
             snippet: r.hit.text.chars().take(SNIPPET_CHARS).collect(),
             namespace: r.namespace.clone(),
+            dense_rank: r.hit.dense_rank,
+            sparse_rank: r.hit.sparse_rank,
         })
         .collect()
 }

@@ -1,5 +1,5 @@
-//! Retrieve: the question's vector searched in every namespace in parallel, hits merged by
-//! score (best `top_k`, ties by id).
+//! Retrieve: the question searched in every namespace in parallel (its vector, its words, or
+//! both fused, as the request's ranking says), hits merged by score (best `top_k`, ties by id).
 
 use memgpt_proto::memory::v1 as mem;
 use tracing::Instrument;
@@ -27,8 +27,14 @@ impl Retrieved {
 /// What to retrieve (checked by `crate::validate`).
 #[derive(Debug, Clone)]
 pub struct Query<'a> {
-    /// The question's vector.
+    /// The question's vector (empty for a sparse-only ranking).
     pub vector: Vec<f32>,
+    /// The question's text, for the BM25 list.
+    pub text: &'a str,
+    /// How to rank.
+    pub retrieval: mem::Retrieval,
+    /// Only memories valid at this time (RFC 3339; empty: now).
+    pub as_of: &'a str,
     /// Namespaces to search.
     pub namespaces: &'a [String],
     /// Hits to keep overall.
@@ -39,12 +45,27 @@ pub struct Query<'a> {
     pub min_score: Option<f32>,
 }
 
+/// Whether a ranking needs the question's vector.
+pub fn needs_vector(retrieval: &mem::Retrieval) -> bool {
+    retrieval.mode != mem::RetrievalMode::Sparse as i32
+}
+
 /// Searches every namespace of `query` and merges the hits.
 pub async fn retrieve(memory: &MemoryClient, trace: &Trace, query: Query<'_>) -> Result<Vec<Retrieved>> {
-    let Query { vector, namespaces, top_k, filter, min_score } = query;
-    let span = tracing::info_span!("retrieve", namespaces = ?namespaces, top_k, hits = tracing::field::Empty);
+    let Query { vector, text, retrieval, as_of, namespaces, top_k, filter, min_score } = query;
+    let mode = mem::RetrievalMode::try_from(retrieval.mode).map_or("unknown", |m| m.as_str_name());
+    let span = tracing::info_span!("retrieve", namespaces = ?namespaces, top_k, mode, hits = tracing::field::Empty);
     let searches = namespaces.iter().map(|ns| {
-        let req = mem::SearchRequest { namespace: ns.clone(), vector: vector.clone(), top_k, filter: filter.clone(), min_score };
+        let req = mem::SearchRequest {
+            namespace: ns.clone(),
+            vector: vector.clone(),
+            top_k,
+            filter: filter.clone(),
+            min_score,
+            query_text: text.to_string(),
+            retrieval: Some(retrieval),
+            as_of: as_of.to_string(),
+        };
         async move { Ok::<_, crate::GatewayError>(memory.search(trace, req).await?.into_iter().map(|hit| Retrieved { namespace: ns.clone(), hit }).collect::<Vec<_>>()) }
     });
     let results = futures::future::try_join_all(searches).instrument(span.clone()).await?;

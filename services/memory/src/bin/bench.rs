@@ -1,9 +1,12 @@
 //! Benchmark of the edge store (not a test): batch upsert rate, index build time, Search
-//! latency and recall@10 against an exact brute-force scan, in-process and through gRPC.
+//! latency and recall@10 against an exact brute-force scan, in-process and through gRPC, and
+//! Search through gRPC in each retrieval mode (dense, sparse, hybrid), interleaved.
 //!
 //! The data is embedding-like: a 16-dimensional Gaussian latent through one fixed random
 //! projection to 384 dimensions, plus a little noise, L2-normalised. Real sentence embeddings
 //! have a low intrinsic dimension; uniformly random vectors would defeat every ANN index.
+//! Texts (for BM25) are 60 words drawn from a Zipf-distributed vocabulary of 30,000 words, as
+//! word frequencies in text are; queries are 6 such words.
 //!
 //!     cargo run --release -p memgpt-memory --bin memgpt-memory-bench -- --records 100000
 
@@ -12,10 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use memgpt_memory::store::edge::{EdgeStore, EdgeStoreConfig};
-use memgpt_memory::store::{Record, SearchQuery, VectorStore};
+use memgpt_memory::store::{Record, Retrieval, SearchQuery, VectorStore};
 use memgpt_proto::memory::v1 as pb;
 use rand::{Rng, SeedableRng};
-use rand_distr::StandardNormal;
+use rand_distr::{StandardNormal, Zipf};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -54,6 +57,7 @@ struct Args {
 struct Data {
     projection: Vec<Vec<f32>>,
     noise: f32,
+    words: Zipf<f64>,
 }
 
 impl Data {
@@ -61,7 +65,20 @@ impl Data {
         let projection = (0..latent)
             .map(|_| (0..dimension).map(|_| rng.sample::<f32, _>(StandardNormal)).collect())
             .collect();
-        Self { projection, noise: 0.1 }
+        Self { projection, noise: 0.1, words: Zipf::new(30_000, 1.0).expect("a valid Zipf law") }
+    }
+
+    /// `n` words of the vocabulary (each word spelt in letters, so it is one token).
+    fn text(&self, n: usize, rng: &mut impl Rng) -> String {
+        let word = |mut i: u64| {
+            let mut w = String::new();
+            while i > 0 {
+                w.push((b'a' + (i % 26) as u8) as char);
+                i /= 26;
+            }
+            w + "x"
+        };
+        (0..n).map(|_| word(rng.sample(self.words) as u64)).collect::<Vec<_>>().join(" ")
     }
 
     fn vector(&self, rng: &mut impl Rng) -> Vec<f32> {
@@ -107,6 +124,8 @@ async fn main() -> anyhow::Result<()> {
     let data = Data::new(args.latent, args.dimension, &mut rng);
     let vectors: Vec<Vec<f32>> = (0..args.records).map(|_| data.vector(&mut rng)).collect();
     let queries: Vec<Vec<f32>> = (0..args.queries).map(|_| data.vector(&mut rng)).collect();
+    let texts: Vec<String> = (0..args.records).map(|_| data.text(60, &mut rng)).collect();
+    let query_texts: Vec<String> = (0..args.queries).map(|_| data.text(6, &mut rng)).collect();
     let config = EdgeStoreConfig {
         data_dir: dir.clone(),
         shards: args.shards,
@@ -127,8 +146,9 @@ async fn main() -> anyhow::Result<()> {
             .map(|(i, v)| Record {
                 id: format!("r{}", b * args.batch + i),
                 vector: v.clone(),
-                text: format!("record {}", b * args.batch + i),
+                text: texts[b * args.batch + i].clone(),
                 metadata: Default::default(),
+                validity: Default::default(),
             })
             .collect();
         store.upsert("bench", records).await?;
@@ -146,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
         let mut times = Vec::with_capacity(n);
         for q in queries.iter().cycle().take(n) {
             let t = Instant::now();
-            store.search(SearchQuery { namespace: "bench".into(), vector: q.clone(), top_k: k, filter: None, min_score: None }).await?;
+            store.search(dense(q, k)).await?;
             times.push(t.elapsed());
         }
         report("search in-process (edge store)", times);
@@ -157,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
     for q in &queries {
         let t = Instant::now();
         let hits = store
-            .search(SearchQuery { namespace: "bench".into(), vector: q.clone(), top_k: k, filter: None, min_score: None })
+            .search(dense(q, k))
             .await?;
         times.push(t.elapsed());
         let exact = brute_force(&vectors, q, k);
@@ -182,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     let mut times = Vec::with_capacity(queries.len());
     for q in &queries {
         let t = Instant::now();
-        store.search(SearchQuery { namespace: "bench".into(), vector: q.clone(), top_k: k, filter: None, min_score: None }).await?;
+        store.search(dense(q, k)).await?;
         times.push(t.elapsed());
     }
     report(&format!("search in-process after reopening ({indexed} of {points} indexed)"), times);
@@ -203,21 +223,57 @@ async fn main() -> anyhow::Result<()> {
     }));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
     let mut client = pb::memory_client::MemoryClient::new(channel);
-    let mut times = Vec::with_capacity(queries.len());
-    for q in &queries {
-        let request = pb::SearchRequest { namespace: "bench".into(), vector: q.clone(), top_k: k as u32, filter: None, min_score: None };
-        let t = Instant::now();
-        let result = client.search(request).await;
-        match result {
-            Ok(_) => times.push(t.elapsed()),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    // Each query in every mode, the modes' order rotating, so the machine's noise falls on all.
+    let modes = [pb::RetrievalMode::Dense, pb::RetrievalMode::Sparse, pb::RetrievalMode::Hybrid];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(queries.len()); modes.len()];
+    for (n, (q, text)) in queries.iter().zip(&query_texts).enumerate() {
+        for m in 0..modes.len() {
+            let m = (m + n) % modes.len();
+            let request = pb::SearchRequest {
+                namespace: "bench".into(),
+                vector: q.clone(),
+                top_k: k as u32,
+                query_text: text.clone(),
+                retrieval: Some(pb::Retrieval { mode: modes[m] as i32, ..Default::default() }),
+                ..Default::default()
+            };
+            let t = Instant::now();
+            match client.search(request).await {
+                Ok(_) => times[m].push(t.elapsed()),
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(status) => anyhow::bail!("search failed: {status}"),
             }
-            Err(status) => anyhow::bail!("search failed: {status}"),
         }
     }
-    report("search through gRPC (tonic client, loopback)", times);
+    let p50 = |t: &mut Vec<Duration>| {
+        t.sort();
+        percentile(t, 0.5)
+    };
+    let dense_p50 = p50(&mut times[0]);
+    for (mode, t) in modes.iter().zip(times) {
+        let name = mode.as_str_name().trim_start_matches("RETRIEVAL_MODE_").to_lowercase();
+        let mut t = t;
+        let ratio = p50(&mut t) / dense_p50;
+        report(&format!("search through gRPC, {name} (tonic client, loopback; p50 {ratio:.2}x dense)"), t);
+    }
     let _ = stop_tx.send(());
     server.await??;
     Ok(())
+}
+
+/// A dense search of `q`.
+fn dense(q: &[f32], k: usize) -> SearchQuery {
+    SearchQuery {
+        namespace: "bench".into(),
+        vector: q.to_vec(),
+        top_k: k,
+        filter: None,
+        min_score: None,
+        text: String::new(),
+        retrieval: Retrieval::Dense,
+        as_of: 0,
+        now: 0,
+    }
 }

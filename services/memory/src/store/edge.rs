@@ -13,20 +13,20 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    CountRequest, EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeVectorParams,
-    PayloadSchemaType, PointId, ScrollRequest, SearchParams, SearchRequest, WithPayloadInterface,
-    WithVector,
+    CountRequest, EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeSparseVectorParams,
+    EdgeVectorParams, Modifier, NamedQuery, PayloadSchemaType, PointId, QueryEnum, ScrollRequest,
+    SearchParams, SearchRequest, VectorInternal, WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-
 use super::journal::{Journal, JournalOp};
-use super::{Filter, Hit, Page, Record, SearchQuery, VectorStore};
+use super::{fusion, lexical, Filter, Hit, Lists, Millis, Page, Record, SearchQuery, VectorStore};
 use crate::error::{MemoryError, Result};
 
 mod convert;
 mod maintenance;
+mod migrate;
 mod ops;
 
 /// Configuration of the edge store.
@@ -50,6 +50,10 @@ pub struct EdgeStoreConfig {
 
 const META_FILE: &str = "memgpt-store.json";
 const JOURNAL_FILE: &str = "journal.wal";
+const SHARDS_DIR: &str = "shards";
+/// Format 2: a BM25 sparse vector beside the dense one, and validity times on every record.
+/// Format 1 (dense only) is migrated when opened.
+const FORMAT: u32 = 2;
 
 /// What the directory was created with; a restart with other values is refused.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -57,6 +61,9 @@ struct StoreMeta {
     format: u32,
     dimension: usize,
     shards: usize,
+    /// The sparse vectors' scheme (`lexical::scheme`); absent in format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sparse: Option<String>,
 }
 
 pub(crate) struct Shard {
@@ -89,14 +96,19 @@ impl EdgeStore {
     /// Opens or creates the store, replays the journal and starts maintenance. Blocking.
     #[tracing::instrument(skip_all, fields(data_dir = %config.data_dir.display(), shards = config.shards))]
     pub fn open(config: EdgeStoreConfig) -> Result<Self> {
-        let dir = &config.data_dir;
+        let dir = &config.data_dir.clone();
         let io = |e: std::io::Error| MemoryError::DataDir { path: dir.clone(), reason: e.to_string() };
         std::fs::create_dir_all(dir).map_err(io)?;
-        check_meta(dir, &config)?;
+        let migrating = check_meta(dir, &config)? == 1;
+        if migrating {
+            migrate::set_aside(dir)?;
+        } else {
+            migrate::clean_up(dir)?;
+        }
 
         let mut shards = Vec::with_capacity(config.shards);
         for i in 0..config.shards {
-            let path = dir.join("shards").join(i.to_string());
+            let path = dir.join(SHARDS_DIR).join(i.to_string());
             std::fs::create_dir_all(&path).map_err(io)?;
             let edge = open_shard(&path, config.dimension, config.segments_per_shard)?;
             shards.push(Shard { edge, dirty: AtomicBool::new(true) });
@@ -123,6 +135,14 @@ impl EdgeStore {
             inner.apply(op)?;
         }
         inner.ensure_index(super::NAMESPACE_KEY, PayloadSchemaType::Keyword)?;
+        for key in [super::VALID_FROM_KEY, super::VALID_UNTIL_KEY, super::EXPIRES_KEY] {
+            inner.ensure_index(key, PayloadSchemaType::Integer)?;
+        }
+        if migrating {
+            migrate::copy_in(&inner, dir)?;
+            write_meta(dir, &StoreMeta::current(&inner.config))?;
+            migrate::clean_up(dir)?;
+        }
         inner.checkpoint()?;
         tracing::info!(replayed, points = inner.total_points(), "edge store open");
 
@@ -204,9 +224,26 @@ impl Drop for EdgeStore {
     }
 }
 
-fn check_meta(dir: &Path, config: &EdgeStoreConfig) -> Result<()> {
+impl StoreMeta {
+    fn current(config: &EdgeStoreConfig) -> Self {
+        Self { format: FORMAT, dimension: config.dimension, shards: config.shards, sparse: Some(lexical::scheme()) }
+    }
+}
+
+fn write_meta(dir: &Path, meta: &StoreMeta) -> Result<()> {
     let path = dir.join(META_FILE);
-    let wanted = StoreMeta { format: 1, dimension: config.dimension, shards: config.shards };
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    let bytes = serde_json::to_vec_pretty(meta).map_err(MemoryError::store)?;
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| MemoryError::DataDir { path: dir.to_path_buf(), reason: e.to_string() })
+}
+
+/// Checks the directory's record of how it was made against the configuration (a new
+/// directory gets one); returns its format.
+fn check_meta(dir: &Path, config: &EdgeStoreConfig) -> Result<u32> {
+    let path = dir.join(META_FILE);
+    let wanted = StoreMeta::current(config);
     let refuse = |reason: String| MemoryError::DataDir { path: dir.to_path_buf(), reason };
     match std::fs::read(&path) {
         Ok(bytes) => {
@@ -224,14 +261,22 @@ fn check_meta(dir: &Path, config: &EdgeStoreConfig) -> Result<()> {
                     found.shards, wanted.shards
                 )));
             }
-            Ok(())
+            match found.format {
+                1 => Ok(1),
+                FORMAT if found.sparse == wanted.sparse => Ok(FORMAT),
+                FORMAT => Err(refuse(format!(
+                    "its sparse vectors were made as `{}`, this version makes `{}`; remember the documents again into a new data directory",
+                    found.sparse.unwrap_or_default(),
+                    wanted.sparse.unwrap_or_default()
+                ))),
+                other => Err(refuse(format!(
+                    "it has format {other}, from a newer memgpt-memory; this one reads formats 1 and {FORMAT}"
+                ))),
+            }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = dir.join(format!("{META_FILE}.tmp"));
-            let bytes = serde_json::to_vec_pretty(&wanted).map_err(MemoryError::store)?;
-            std::fs::write(&tmp, bytes)
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|e| refuse(e.to_string()))
+            write_meta(dir, &wanted)?;
+            Ok(FORMAT)
         }
         Err(e) => Err(refuse(e.to_string())),
     }
@@ -242,6 +287,12 @@ fn open_shard(path: &Path, dimension: usize, segments: usize) -> Result<EdgeShar
         vectors: [(
             String::new(),
             EdgeVectorParams::builder(dimension, qdrant_edge::Distance::Cosine).build(),
+        )]
+        .into(),
+        // BM25: term weights stored, inverse document frequencies from the shard's counts.
+        sparse_vectors: [(
+            lexical::SPARSE_VECTOR.to_string(),
+            EdgeSparseVectorParams::builder().modifier(Modifier::Idf).build(),
         )]
         .into(),
         // int8 scalar quantisation: HNSW traversal on 4x smaller vectors, then rescoring of
@@ -275,34 +326,50 @@ impl VectorStore for EdgeStore {
         if let Some(filter) = &query.filter {
             self.inner.queue_indexes(filter);
         }
-        let top_k = query.top_k;
-        let ef = self.inner.config.hnsw_ef.max(top_k);
+        let depth = query.depth();
+        let ef = self.inner.config.hnsw_ef.max(depth);
+        let sparse_query = query.retrieval.sparse().then(|| lexical::query(&query.text));
         let query = Arc::new(query);
-        let per_shard = self
-            .on_shards(move |inner, i| {
-                let request = SearchRequest {
-                    query: query.vector.clone().into(),
-                    filter: Some(convert::to_filter(&query.namespace, query.filter.as_ref())),
-                    params: Some(SearchParams { hnsw_ef: Some(ef), ..Default::default() }),
-                    limit: query.top_k,
+        let per_shard = {
+            let query = Arc::clone(&query);
+            self.on_shards(move |inner, i| {
+                let mut filter = convert::to_filter(&query.namespace, query.filter.as_ref());
+                filter.must.get_or_insert_with(Vec::new).extend(convert::valid_conditions(query.as_of, query.now));
+                let request = |query: QueryEnum, params| SearchRequest {
+                    query,
+                    filter: Some(filter.clone()),
+                    params,
+                    limit: depth,
                     offset: 0,
                     with_payload: Some(WithPayloadInterface::Bool(true)),
                     with_vector: None,
-                    score_threshold: query.min_score,
+                    score_threshold: None,
                 };
-                inner.shards[i].edge.search(request).map_err(MemoryError::store)
+                let shard = &inner.shards[i].edge;
+                let mut lists = Lists::default();
+                if query.retrieval.dense() {
+                    let params = Some(SearchParams { hnsw_ef: Some(ef), ..Default::default() });
+                    lists.dense = hits(shard.search(request(query.vector.clone().into(), params)).map_err(MemoryError::store)?);
+                }
+                if let Some(sparse) = &sparse_query {
+                    let named = NamedQuery {
+                        query: VectorInternal::Sparse(sparse.clone()),
+                        using: Some(lexical::SPARSE_VECTOR.to_string()),
+                    };
+                    lists.sparse = hits(shard.search(request(QueryEnum::Nearest(named), None)).map_err(MemoryError::store)?);
+                }
+                Ok(lists)
             })
-            .await?;
-        let mut hits: Vec<Hit> = per_shard
-            .into_iter()
-            .flatten()
-            .map(|p| {
-                let fields = convert::from_payload(p.payload.as_ref());
-                Hit { id: fields.id, score: p.score, text: fields.text, metadata: fields.metadata }
-            })
-            .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-        hits.truncate(top_k);
+            .await?
+        };
+        let mut lists = Lists::default();
+        for shard in per_shard {
+            lists.dense.extend(shard.dense);
+            lists.sparse.extend(shard.sparse);
+        }
+        fusion::best(&mut lists.dense, depth);
+        fusion::best(&mut lists.sparse, depth);
+        let hits = fusion::rank(query.retrieval, lists, query.top_k, query.min_score);
         tracing::debug!(hits = hits.len(), "search merged");
         Ok(hits)
     }
@@ -383,6 +450,10 @@ impl VectorStore for EdgeStore {
         self.write(JournalOp::DeleteFilter { namespace: namespace.to_string(), filter: None }).await
     }
 
+    async fn delete_expired(&self, namespace: Option<&str>, now: Millis) -> Result<u64> {
+        self.write(JournalOp::DeleteExpired { namespace: namespace.map(str::to_string), now }).await
+    }
+
     async fn healthy(&self) -> bool {
         !self.inner.stop.load(Ordering::SeqCst)
     }
@@ -391,4 +462,23 @@ impl VectorStore for EdgeStore {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || inner.checkpoint()).await.map_err(MemoryError::store)?
     }
+}
+
+/// Hits out of one shard's scored points.
+fn hits(points: Vec<qdrant_edge::ScoredPoint>) -> Vec<Hit> {
+    points
+        .into_iter()
+        .map(|p| {
+            let fields = convert::from_payload(p.payload.as_ref());
+            Hit {
+                id: fields.id,
+                score: p.score,
+                text: fields.text,
+                metadata: fields.metadata,
+                validity: fields.validity,
+                dense: None,
+                sparse: None,
+            }
+        })
+        .collect()
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Filter, Record};
+use super::{Filter, Millis, Record};
 use crate::error::{MemoryError, Result};
 
 /// One journaled write.
@@ -41,6 +41,13 @@ pub enum JournalOp {
         /// Filter.
         filter: Option<Filter>,
     },
+    /// Delete the records (of a namespace, or of all) expired by `now`.
+    DeleteExpired {
+        /// Namespace; `None`: every namespace.
+        namespace: Option<String>,
+        /// The time of the sweep (replay deletes what it deleted, no more).
+        now: Millis,
+    },
 }
 
 const HEADER: usize = 8;
@@ -56,6 +63,16 @@ pub struct Journal {
 impl Journal {
     /// Opens (or creates) the journal and returns it with the operations it holds.
     pub fn open(path: &Path) -> Result<(Self, Vec<JournalOp>)> {
+        Self::open_format(path, false)
+    }
+
+    /// As `open`, for a journal a format-1 directory wrote (records without validity): its
+    /// operations read as today's, each record valid always.
+    pub fn open_v1(path: &Path) -> Result<(Self, Vec<JournalOp>)> {
+        Self::open_format(path, true)
+    }
+
+    fn open_format(path: &Path, v1: bool) -> Result<(Self, Vec<JournalOp>)> {
         let io = |e: std::io::Error| MemoryError::DataDir {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -64,7 +81,12 @@ impl Journal {
             OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
-        let (ops, valid) = decode_all(&bytes);
+        let (ops, valid) = if v1 {
+            let (ops, valid) = decode_all::<legacy::Op>(&bytes);
+            (ops.into_iter().map(JournalOp::from).collect(), valid)
+        } else {
+            decode_all::<JournalOp>(&bytes)
+        };
         if valid < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
@@ -117,7 +139,7 @@ impl Journal {
 
 /// Decodes frames until the end or the first torn or corrupt frame; returns the operations and
 /// the length of the valid prefix.
-fn decode_all(bytes: &[u8]) -> (Vec<JournalOp>, usize) {
+fn decode_all<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> (Vec<T>, usize) {
     let mut ops = Vec::new();
     let mut at = 0;
     while bytes.len() - at >= HEADER {
@@ -136,6 +158,52 @@ fn decode_all(bytes: &[u8]) -> (Vec<JournalOp>, usize) {
     (ops, at)
 }
 
+/// The operations of format 1, before records carried validity.
+mod legacy {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::{Filter, JournalOp};
+
+    #[derive(Deserialize)]
+    pub struct Record {
+        id: String,
+        vector: Vec<f32>,
+        text: String,
+        metadata: BTreeMap<String, String>,
+    }
+
+    #[derive(Deserialize)]
+    pub enum Op {
+        Upsert { namespace: String, records: Vec<Record> },
+        DeleteIds { namespace: String, ids: Vec<String> },
+        DeleteFilter { namespace: String, filter: Option<Filter> },
+    }
+
+    impl From<Op> for JournalOp {
+        fn from(op: Op) -> Self {
+            match op {
+                Op::Upsert { namespace, records } => JournalOp::Upsert {
+                    namespace,
+                    records: records
+                        .into_iter()
+                        .map(|r| super::Record {
+                            id: r.id,
+                            vector: r.vector,
+                            text: r.text,
+                            metadata: r.metadata,
+                            validity: Default::default(),
+                        })
+                        .collect(),
+                },
+                Op::DeleteIds { namespace, ids } => JournalOp::DeleteIds { namespace, ids },
+                Op::DeleteFilter { namespace, filter } => JournalOp::DeleteFilter { namespace, filter },
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +216,7 @@ mod tests {
                 vector: vec![0.5, 0.25],
                 text: "t".into(),
                 metadata: [("k".to_string(), "v".to_string())].into(),
+                validity: Default::default(),
             }],
         }
     }

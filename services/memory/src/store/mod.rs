@@ -8,8 +8,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 
 pub mod edge;
+pub mod fusion;
 mod journal;
+pub mod lexical;
 pub mod qdrant;
+pub mod time;
+
+pub use fusion::{Fusion, Retrieval};
+pub use time::{Millis, Validity};
 
 /// Payload key of the namespace (a tenant-indexed keyword).
 pub const NAMESPACE_KEY: &str = "namespace";
@@ -21,6 +27,13 @@ pub const TEXT_KEY: &str = "text";
 pub const META_KEY: &str = "meta";
 /// Payload object holding the metadata values that parse as numbers, for range filters.
 pub const NUM_KEY: &str = "num";
+/// Payload keys of the validity and expiry times (integer milliseconds, always set: an
+/// unbounded end holds `time::MIN` or `time::MAX`, so every condition is one range).
+pub const VALID_FROM_KEY: &str = "valid_from";
+/// See `VALID_FROM_KEY`.
+pub const VALID_UNTIL_KEY: &str = "valid_until";
+/// See `VALID_FROM_KEY`.
+pub const EXPIRES_KEY: &str = "expires_at";
 
 /// A validated record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +46,17 @@ pub struct Record {
     pub text: String,
     /// String metadata.
     pub metadata: BTreeMap<String, String>,
+    /// When it holds, and when it expires.
+    pub validity: Validity,
+}
+
+/// A hit's place in one ranked list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ranked {
+    /// 1 = best.
+    pub rank: u32,
+    /// The list's own score (cosine, or BM25).
+    pub score: f32,
 }
 
 /// A search hit.
@@ -40,12 +64,18 @@ pub struct Record {
 pub struct Hit {
     /// Record id.
     pub id: String,
-    /// Cosine similarity.
+    /// The ranking score of the search's mode (cosine, BM25 or fused).
     pub score: f32,
     /// Text.
     pub text: String,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// When it holds, and when it expires.
+    pub validity: Validity,
+    /// Its place in the dense list, if that list found it.
+    pub dense: Option<Ranked>,
+    /// Its place in the BM25 list, if that list found it.
+    pub sparse: Option<Ranked>,
 }
 
 /// What a metadata value must satisfy.
@@ -95,8 +125,36 @@ pub struct SearchQuery {
     pub top_k: usize,
     /// Metadata filter.
     pub filter: Option<Filter>,
-    /// Minimum score.
+    /// Minimum score (of the mode's ranking score).
     pub min_score: Option<f32>,
+    /// The query's text (the sparse list's query).
+    pub text: String,
+    /// Which lists, and how they are fused.
+    pub retrieval: Retrieval,
+    /// Only records valid at this time.
+    pub as_of: Millis,
+    /// The time of the request: records expired by then are never returned.
+    pub now: Millis,
+}
+
+impl SearchQuery {
+    /// How deep each list of the search goes: the hits wanted, and for hybrid three times as
+    /// many (fusion needs the candidates one list ranks lower than the other).
+    pub fn depth(&self) -> usize {
+        match self.retrieval {
+            Retrieval::Hybrid(_) => (self.top_k * 3).clamp(30, 1000).max(self.top_k),
+            _ => self.top_k,
+        }
+    }
+}
+
+/// The ranked lists one search drew, best first, before fusion.
+#[derive(Debug, Default)]
+pub struct Lists {
+    /// By cosine similarity.
+    pub dense: Vec<Hit>,
+    /// By BM25.
+    pub sparse: Vec<Hit>,
 }
 
 /// One page of a listing.
@@ -134,6 +192,8 @@ pub trait VectorStore: Send + Sync + 'static {
     ) -> Result<Page>;
     /// Deletes every record of a namespace.
     async fn drop_namespace(&self, namespace: &str) -> Result<u64>;
+    /// Deletes the records (of a namespace, or of all) whose expiry is at or before `now`.
+    async fn delete_expired(&self, namespace: Option<&str>, now: Millis) -> Result<u64>;
     /// Whether the store can serve requests now (drives health).
     async fn healthy(&self) -> bool;
     /// Makes everything written so far durable and compact (called on shutdown).

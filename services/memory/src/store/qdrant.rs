@@ -4,6 +4,9 @@
 //! and write consistency factor; tenants are separated by a tenant-indexed `namespace` payload
 //! field (Qdrant's multitenancy). String ids map to UUIDv5 point ids; the id is kept in the
 //! payload. Writes use `wait=true`, so an acknowledged write is applied and in Qdrant's WAL.
+//! Beside the unnamed dense vector every point has the named sparse vector `bm25` (Qdrant's
+//! IDF modifier), and validity times in integer-indexed payload fields; a collection made by
+//! an older version, without them, is refused with what to do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,16 +17,18 @@ use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
     self as q, Condition as QCondition, CountPointsBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter as QFilter,
-    GetPointsBuilder, KeywordIndexParamsBuilder, PointId, PointStruct, PointsIdsList,
-    QueryPointsBuilder, ScrollPointsBuilder, SearchParamsBuilder, UpsertPointsBuilder,
-    VectorParamsBuilder,
+    GetPointsBuilder, KeywordIndexParamsBuilder, Modifier, NamedVectors, PointId, PointStruct,
+    PointsIdsList, Query, QueryPointsBuilder, ScrollPointsBuilder, SearchParamsBuilder,
+    SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector,
+    VectorInput, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant};
 use tokio::sync::Semaphore;
 
 use super::{
-    numeric_metadata, point_uuid, Filter, Hit, Page, Predicate, Record, SearchQuery, VectorStore,
-    ID_KEY, META_KEY, NAMESPACE_KEY, NUM_KEY, TEXT_KEY,
+    fusion, lexical, numeric_metadata, point_uuid, Filter, Hit, Lists, Millis, Page, Predicate,
+    Record, SearchQuery, Validity, VectorStore, EXPIRES_KEY, ID_KEY, META_KEY, NAMESPACE_KEY,
+    NUM_KEY, TEXT_KEY, VALID_FROM_KEY, VALID_UNTIL_KEY,
 };
 use crate::error::{MemoryError, Result};
 
@@ -87,6 +92,7 @@ impl QdrantStore {
             let info = client.collection_info(&config.collection).await.map_err(unavailable)?;
             let size = info
                 .result
+                .clone()
                 .and_then(|r| r.config)
                 .and_then(|c| c.params)
                 .and_then(|p| p.vectors_config)
@@ -100,11 +106,31 @@ impl QdrantStore {
                     config.collection, config.dimension
                 )));
             }
+            let has_bm25 = info
+                .result
+                .and_then(|r| r.config)
+                .and_then(|c| c.params)
+                .and_then(|p| p.sparse_vectors_config)
+                .is_some_and(|s| s.map.contains_key(lexical::SPARSE_VECTOR));
+            if !has_bm25 {
+                return Err(MemoryError::Unavailable(format!(
+                    "collection `{}` was made by an older memgpt-memory, without the `{}` sparse vector and validity times; \
+                     set --qdrant-collection to a new collection and remember the documents again (the old one is left as it is)",
+                    config.collection,
+                    lexical::SPARSE_VECTOR
+                )));
+            }
         } else {
+            let mut sparse = SparseVectorsConfigBuilder::default();
+            sparse.add_named_vector_params(
+                lexical::SPARSE_VECTOR,
+                SparseVectorParamsBuilder::default().modifier(Modifier::Idf as i32),
+            );
             client
                 .create_collection(
                     CreateCollectionBuilder::new(&config.collection)
                         .vectors_config(VectorParamsBuilder::new(config.dimension, Distance::Cosine))
+                        .sparse_vectors_config(sparse)
                         .shard_number(config.shard_number)
                         .replication_factor(config.replication_factor)
                         .write_consistency_factor(config.write_consistency_factor),
@@ -119,6 +145,14 @@ impl QdrantStore {
                 )
                 .await
                 .map_err(unavailable)?;
+            for key in [VALID_FROM_KEY, VALID_UNTIL_KEY, EXPIRES_KEY] {
+                client
+                    .create_field_index(
+                        CreateFieldIndexCollectionBuilder::new(&config.collection, key, FieldType::Integer).wait(true),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+            }
             tracing::info!("collection created");
         }
         let write_permits = Arc::new(Semaphore::new(config.max_inflight_writes));
@@ -133,6 +167,30 @@ impl QdrantStore {
 }
 
 fn to_filter(namespace: &str, filter: Option<&Filter>) -> QFilter {
+    QFilter::must(conditions(namespace, filter))
+}
+
+fn at(t: Millis) -> Option<f64> {
+    Some(t as f64)
+}
+
+/// The filter of a search: the namespace, the metadata filter, valid as of `as_of` and not
+/// expired by `now`.
+fn search_filter(query: &SearchQuery) -> QFilter {
+    let mut must = conditions(&query.namespace, query.filter.as_ref());
+    must.push(QCondition::range(VALID_FROM_KEY, q::Range { lte: at(query.as_of), ..Default::default() }));
+    must.push(QCondition::range(VALID_UNTIL_KEY, q::Range { gt: at(query.as_of), ..Default::default() }));
+    must.push(QCondition::range(EXPIRES_KEY, q::Range { gt: at(query.now), ..Default::default() }));
+    QFilter::must(must)
+}
+
+fn expired_filter(namespace: Option<&str>, now: Millis) -> QFilter {
+    let mut must = namespace.map(|ns| conditions(ns, None)).unwrap_or_default();
+    must.push(QCondition::range(EXPIRES_KEY, q::Range { lte: at(now), ..Default::default() }));
+    QFilter::must(must)
+}
+
+fn conditions(namespace: &str, filter: Option<&Filter>) -> Vec<QCondition> {
     let mut must = vec![QCondition::matches(NAMESPACE_KEY, q::r#match::MatchValue::Keyword(namespace.into()))];
     for c in filter.map(|f| f.must.as_slice()).unwrap_or_default() {
         let meta = format!("{META_KEY}.\"{}\"", c.key);
@@ -145,7 +203,7 @@ fn to_filter(namespace: &str, filter: Option<&Filter>) -> QFilter {
             ),
         });
     }
-    QFilter::must(must)
+    must
 }
 
 fn payload_of(namespace: &str, record: &Record) -> Result<Payload> {
@@ -155,8 +213,45 @@ fn payload_of(namespace: &str, record: &Record) -> Result<Payload> {
         TEXT_KEY: record.text,
         META_KEY: record.metadata,
         NUM_KEY: numeric_metadata(&record.metadata),
+        VALID_FROM_KEY: record.validity.from_or_min(),
+        VALID_UNTIL_KEY: record.validity.until_or_max(),
+        EXPIRES_KEY: record.validity.expires_or_max(),
     }))
     .map_err(MemoryError::store)
+}
+
+fn validity_of(payload: &HashMap<String, q::Value>) -> Validity {
+    let time = |key: &str| match payload.get(key).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::IntegerValue(t)) => Some(*t),
+        Some(Kind::DoubleValue(t)) => Some(*t as i64),
+        _ => None,
+    };
+    Validity::from_stored(time(VALID_FROM_KEY), time(VALID_UNTIL_KEY), time(EXPIRES_KEY))
+}
+
+fn record_of(payload: &HashMap<String, q::Value>, vectors: Option<q::VectorsOutput>) -> Record {
+    Record {
+        id: string_of(payload, ID_KEY),
+        vector: vector_of(vectors),
+        text: string_of(payload, TEXT_KEY),
+        metadata: metadata_of(payload),
+        validity: validity_of(payload),
+    }
+}
+
+fn hits(points: Vec<q::ScoredPoint>) -> Vec<Hit> {
+    points
+        .into_iter()
+        .map(|p| Hit {
+            id: string_of(&p.payload, ID_KEY),
+            score: p.score,
+            text: string_of(&p.payload, TEXT_KEY),
+            metadata: metadata_of(&p.payload),
+            validity: validity_of(&p.payload),
+            dense: None,
+            sparse: None,
+        })
+        .collect()
 }
 
 fn string_of(payload: &HashMap<String, q::Value>, key: &str) -> String {
@@ -182,12 +277,14 @@ fn metadata_of(payload: &HashMap<String, q::Value>) -> BTreeMap<String, String> 
 
 fn vector_of(vectors: Option<q::VectorsOutput>) -> Vec<f32> {
     #[allow(deprecated)]
+    let dense = |v: q::VectorOutput| match v.vector {
+        Some(q::vector_output::Vector::Dense(d)) => d.data,
+        _ => v.data,
+    };
     match vectors.and_then(|v| v.vectors_options) {
-        Some(q::vectors_output::VectorsOptions::Vector(v)) => match v.vector {
-            Some(q::vector_output::Vector::Dense(d)) => d.data,
-            _ => v.data,
-        },
-        _ => Vec::new(),
+        Some(q::vectors_output::VectorsOptions::Vector(v)) => dense(v),
+        Some(q::vectors_output::VectorsOptions::Vectors(mut named)) => named.vectors.remove("").map(dense).unwrap_or_default(),
+        None => Vec::new(),
     }
 }
 
@@ -202,7 +299,13 @@ impl VectorStore for QdrantStore {
         let n = records.len() as u64;
         let points = records
             .iter()
-            .map(|r| Ok(PointStruct::new(uuid_id(namespace, &r.id), r.vector.clone(), payload_of(namespace, r)?)))
+            .map(|r| {
+                let sparse = lexical::document(&r.text);
+                let vectors = NamedVectors::default()
+                    .add_vector("", Vector::new_dense(r.vector.clone()))
+                    .add_vector(lexical::SPARSE_VECTOR, Vector::new_sparse(sparse.indices, sparse.values));
+                Ok(PointStruct::new(uuid_id(namespace, &r.id), vectors, payload_of(namespace, r)?))
+            })
             .collect::<Result<Vec<_>>>()?;
         self.client
             .upsert_points(UpsertPointsBuilder::new(&self.config.collection, points).wait(true))
@@ -212,26 +315,49 @@ impl VectorStore for QdrantStore {
     }
 
     async fn search(&self, query: SearchQuery) -> Result<Vec<Hit>> {
-        let mut request = QueryPointsBuilder::new(&self.config.collection)
-            .query(query.vector.clone())
-            .limit(query.top_k as u64)
-            .filter(to_filter(&query.namespace, query.filter.as_ref()))
-            .params(SearchParamsBuilder::default().hnsw_ef(self.config.hnsw_ef.max(query.top_k as u64)))
-            .with_payload(true);
-        if let Some(min) = query.min_score {
-            request = request.score_threshold(min);
+        // Both lists in one call (a query batch), fused here as on edge: each hit keeps its
+        // place in each list, and a convex combination is possible.
+        let depth = query.depth() as u64;
+        let filter = search_filter(&query);
+        let mut batch = Vec::new();
+        if query.retrieval.dense() {
+            let ef = self.config.hnsw_ef.max(depth);
+            batch.push(
+                QueryPointsBuilder::new(&self.config.collection)
+                    .query(query.vector.clone())
+                    .limit(depth)
+                    .filter(filter.clone())
+                    .params(SearchParamsBuilder::default().hnsw_ef(ef))
+                    .with_payload(true)
+                    .build(),
+            );
         }
-        let response = self.client.query(request).await.map_err(unavailable)?;
-        Ok(response
-            .result
-            .into_iter()
-            .map(|p| Hit {
-                id: string_of(&p.payload, ID_KEY),
-                score: p.score,
-                text: string_of(&p.payload, TEXT_KEY),
-                metadata: metadata_of(&p.payload),
-            })
-            .collect())
+        if query.retrieval.sparse() {
+            let sparse = lexical::query(&query.text);
+            batch.push(
+                QueryPointsBuilder::new(&self.config.collection)
+                    .query(Query::new_nearest(VectorInput::new_sparse(sparse.indices, sparse.values)))
+                    .using(lexical::SPARSE_VECTOR)
+                    .limit(depth)
+                    .filter(filter)
+                    .with_payload(true)
+                    .build(),
+            );
+        }
+        let request = q::QueryBatchPoints {
+            collection_name: self.config.collection.clone(),
+            query_points: batch,
+            ..Default::default()
+        };
+        let mut results = self.client.query_batch(request).await.map_err(unavailable)?.result.into_iter();
+        let mut lists = Lists::default();
+        if query.retrieval.dense() {
+            lists.dense = hits(results.next().map(|r| r.result).unwrap_or_default());
+        }
+        if query.retrieval.sparse() {
+            lists.sparse = hits(results.next().map(|r| r.result).unwrap_or_default());
+        }
+        Ok(fusion::rank(query.retrieval, lists, query.top_k, query.min_score))
     }
 
     async fn get(&self, namespace: &str, ids: Vec<String>, with_vectors: bool) -> Result<Vec<Record>> {
@@ -250,14 +376,8 @@ impl VectorStore for QdrantStore {
             .into_iter()
             .filter(|p| string_of(&p.payload, NAMESPACE_KEY) == namespace)
             .map(|p| {
-                let id = string_of(&p.payload, ID_KEY);
-                let record = Record {
-                    id: id.clone(),
-                    vector: vector_of(p.vectors),
-                    text: string_of(&p.payload, TEXT_KEY),
-                    metadata: metadata_of(&p.payload),
-                };
-                (id, record)
+                let record = record_of(&p.payload, p.vectors);
+                (record.id.clone(), record)
             })
             .collect();
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
@@ -315,22 +435,18 @@ impl VectorStore for QdrantStore {
             Some(PointIdOptions::Uuid(u)) => Some(u),
             _ => None,
         });
-        let records = response
-            .result
-            .into_iter()
-            .map(|p| Record {
-                id: string_of(&p.payload, ID_KEY),
-                vector: vector_of(p.vectors),
-                text: string_of(&p.payload, TEXT_KEY),
-                metadata: metadata_of(&p.payload),
-            })
-            .collect();
+        let records = response.result.into_iter().map(|p| record_of(&p.payload, p.vectors)).collect();
         Ok(Page { records, next_page_token })
     }
 
     async fn drop_namespace(&self, namespace: &str) -> Result<u64> {
         let _permit = self.permit()?;
         self.delete_matching(to_filter(namespace, None)).await
+    }
+
+    async fn delete_expired(&self, namespace: Option<&str>, now: Millis) -> Result<u64> {
+        let _permit = self.permit()?;
+        self.delete_matching(expired_filter(namespace, now)).await
     }
 
     async fn healthy(&self) -> bool {

@@ -81,5 +81,6 @@ pub fn record(id: &str, seed: u64, text: &str, meta: &[(&str, &str)]) -> pb::Rec
         vector: vector(seed),
         text: text.into(),
         metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
     }
 }

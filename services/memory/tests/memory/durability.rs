@@ -69,7 +69,7 @@ fn batch(prefix: &str, start: u64, n: u64) -> pb::UpsertRequest {
     pb::UpsertRequest {
         namespace: "durable".into(),
         records: (start..start + n)
-            .map(|i| pb::Record { id: format!("{prefix}{i}"), vector: vector(i), text: format!("record {i}"), metadata: Default::default() })
+            .map(|i| pb::Record { id: format!("{prefix}{i}"), vector: vector(i), text: format!("record {i}"), metadata: Default::default(), ..Default::default() })
             .collect(),
         wait: true,
     }

@@ -17,7 +17,7 @@ proptest! {
         key in "\\PC{0,6}",
     ) {
         let limits = memgpt_memory::validate::Limits { dimension: 4, max_text_bytes: 64, max_metadata_keys: 4, max_metadata_bytes: 64 };
-        let record = pb::Record { id: id.clone(), vector: vec![value; dims], text: "t".into(), metadata: [(key, "v".to_string())].into() };
+        let record = pb::Record { id: id.clone(), vector: vec![value; dims], text: "t".into(), metadata: [(key, "v".to_string())].into(), ..Default::default() };
         let req = pb::UpsertRequest { namespace: namespace.clone(), records: vec![record], wait: true };
         if let Ok((ns, records)) = memgpt_memory::validate::upsert(req, &limits) {
             prop_assert!(!ns.is_empty() && !ns.chars().any(char::is_control));

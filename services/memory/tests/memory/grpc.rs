@@ -24,7 +24,7 @@ async fn every_rpc_works_end_to_end() {
 
     // Search: the record itself is the best hit with cosine ~1.
     let hits = c
-        .search(pb::SearchRequest { namespace: "docs".into(), vector: vector(2), top_k: 3, filter: None, min_score: None })
+        .search(pb::SearchRequest { namespace: "docs".into(), vector: vector(2), top_k: 3, filter: None, min_score: None, ..Default::default() })
         .await
         .unwrap()
         .into_inner()
@@ -43,6 +43,7 @@ async fn every_rpc_works_end_to_end() {
         top_k: 10,
         filter: Some(filter),
         min_score,
+        ..Default::default()
     };
     let ids = |hits: Vec<pb::Hit>| {
         let mut ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
@@ -102,13 +103,14 @@ async fn every_rpc_works_end_to_end() {
     assert_eq!((total, seen.len()), (28, 28));
 
     // Delete by ids (counts only what existed) and by filter.
-    let del = c.delete(pb::DeleteRequest { namespace: "docs".into(), ids: vec!["a".into(), "nope".into()], filter: None }).await.unwrap();
+    let del = c.delete(pb::DeleteRequest { namespace: "docs".into(), ids: vec!["a".into(), "nope".into()], filter: None, ..Default::default() }).await.unwrap();
     assert_eq!(del.into_inner().deleted, 1);
     let del = c
         .delete(pb::DeleteRequest {
             namespace: "docs".into(),
             ids: vec![],
             filter: Some(pb::Filter { must: vec![cond("lang", P::Equals("en".into()))] }),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -124,7 +126,7 @@ async fn every_rpc_works_end_to_end() {
 
     // A namespace that holds nothing: no hits, not an error.
     let empty = c
-        .search(pb::SearchRequest { namespace: "never".into(), vector: vector(1), top_k: 5, filter: None, min_score: None })
+        .search(pb::SearchRequest { namespace: "never".into(), vector: vector(1), top_k: 5, filter: None, min_score: None, ..Default::default() })
         .await
         .unwrap();
     assert!(empty.into_inner().hits.is_empty());
@@ -145,7 +147,7 @@ async fn a_search_in_one_namespace_never_returns_another_namespaces_record() {
     for ns in namespaces {
         for seed in [0, 17, 99, 150] {
             let hits = c
-                .search(pb::SearchRequest { namespace: ns.into(), vector: vector(seed), top_k: 1000, filter: None, min_score: None })
+                .search(pb::SearchRequest { namespace: ns.into(), vector: vector(seed), top_k: 1000, filter: None, min_score: None, ..Default::default() })
                 .await
                 .unwrap()
                 .into_inner()

@@ -22,7 +22,7 @@ fn with<F: FnOnce(&mut pb::Record)>(f: F) -> Vec<pb::Record> {
 }
 
 fn search(f: impl FnOnce(&mut pb::SearchRequest)) -> pb::SearchRequest {
-    let mut r = pb::SearchRequest { namespace: "ns".into(), vector: vector(1), top_k: 5, filter: None, min_score: None };
+    let mut r = pb::SearchRequest { namespace: "ns".into(), vector: vector(1), top_k: 5, filter: None, min_score: None, ..Default::default() };
     f(&mut r);
     r
 }
@@ -91,10 +91,10 @@ async fn each_invalid_request_names_its_field_and_stores_nothing() {
     let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
     let get_many = c.get(pb::GetRequest { namespace: "ns".into(), ids: too_many, with_vectors: false }).await.unwrap_err();
     assert_eq!(get_many.code(), Code::InvalidArgument);
-    let neither = c.delete(pb::DeleteRequest { namespace: "ns".into(), ids: vec![], filter: None }).await.unwrap_err();
+    let neither = c.delete(pb::DeleteRequest { namespace: "ns".into(), ids: vec![], filter: None, ..Default::default() }).await.unwrap_err();
     assert_eq!(neither.code(), Code::InvalidArgument);
     let both = c
-        .delete(pb::DeleteRequest { namespace: "ns".into(), ids: vec!["seed".into()], filter: filter(pb::Condition { key: "k".into(), predicate: Some(P::Equals("v".into())) }) })
+        .delete(pb::DeleteRequest { namespace: "ns".into(), ids: vec!["seed".into()], filter: filter(pb::Condition { key: "k".into(), predicate: Some(P::Equals("v".into())) }), ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!((both.code(), both.message().contains("`ids`")), (Code::InvalidArgument, true));

@@ -24,6 +24,52 @@ pub struct Retrieval {
     /// Metadata filter `key=value` (repeatable; all must hold).
     #[arg(long = "where", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
+    /// Ranking: dense (cosine), sparse (BM25) or hybrid (both fused); server default when unset.
+    #[arg(long, value_parser = ["dense", "sparse", "hybrid"])]
+    pub retrieval: Option<String>,
+    /// How hybrid fuses its lists: rrf or convex (server default when unset).
+    #[arg(long, value_parser = ["rrf", "convex"])]
+    pub fusion: Option<String>,
+    /// RRF's k (at least 1).
+    #[arg(long)]
+    pub rrf_k: Option<u32>,
+    /// The dense list's weight in a convex fusion, in [0, 1].
+    #[arg(long)]
+    pub dense_weight: Option<f32>,
+    /// Only memories valid at this time (RFC 3339, e.g. 2024-05-01T00:00:00Z; default: now).
+    #[arg(long)]
+    pub as_of: Option<String>,
+}
+
+impl Retrieval {
+    /// The request's ranking; `None` (the gateway's default) when no option is given.
+    pub fn ranking(&self) -> Option<mem::Retrieval> {
+        if self.retrieval.is_none() && self.fusion.is_none() && self.rrf_k.is_none() && self.dense_weight.is_none() {
+            return None;
+        }
+        Some(ranking(self.retrieval.as_deref(), self.fusion.as_deref(), self.rrf_k, self.dense_weight))
+    }
+
+    /// The request's `as_of` (empty: now).
+    pub fn as_of(&self) -> String {
+        self.as_of.clone().unwrap_or_default()
+    }
+}
+
+/// A ranking from its names (unknown or absent names leave the server's default).
+pub fn ranking(mode: Option<&str>, fusion: Option<&str>, rrf_k: Option<u32>, dense_weight: Option<f32>) -> mem::Retrieval {
+    let mode = match mode {
+        Some("dense") => mem::RetrievalMode::Dense,
+        Some("sparse") => mem::RetrievalMode::Sparse,
+        Some("hybrid") => mem::RetrievalMode::Hybrid,
+        _ => mem::RetrievalMode::Unspecified,
+    };
+    let fusion = match fusion {
+        Some("rrf") => mem::Fusion::Rrf,
+        Some("convex") => mem::Fusion::Convex,
+        _ => mem::Fusion::Unspecified,
+    };
+    mem::Retrieval { mode: mode as i32, fusion: fusion as i32, rrf_k, dense_weight }
 }
 
 /// Generation options shared by ask and chat.
@@ -82,7 +128,9 @@ pub fn print_citations(out: &mut impl Write, citations: &[gw::Citation], attenti
     for (i, c) in citations.iter().enumerate() {
         let share = if attention { format!("  attention {:.3}", c.attention) } else { String::new() };
         let snippet: String = c.snippet.chars().take(100).collect::<String>().replace('\n', " ");
-        writeln!(out, "[{}] {}  score {:.3}{share}  ({})  {snippet}", i + 1, c.memory_id, c.score, c.namespace)?;
+        let rank = |r: u32| if r == 0 { "-".to_string() } else { r.to_string() };
+        let lists = format!("  dense #{} bm25 #{}", rank(c.dense_rank), rank(c.sparse_rank));
+        writeln!(out, "[{}] {}  score {:.3}{share}{lists}  ({})  {snippet}", i + 1, c.memory_id, c.score, c.namespace)?;
     }
     Ok(())
 }
@@ -134,6 +182,8 @@ pub fn ask(client: ClientArgs, args: AskArgs) -> anyhow::Result<()> {
             min_score: args.retrieval.min_score,
             attend_mode: attend_mode(args.generation.attend_mode.as_deref()),
             params: Some(args.generation.params()),
+            retrieval: args.retrieval.ranking(),
+            as_of: args.retrieval.as_of(),
             ..Default::default()
         };
         let stream = gateway.ask_stream(req).await.map_err(|s| anyhow::anyhow!(describe(&s)))?.into_inner();
@@ -166,6 +216,8 @@ pub fn search(client: ClientArgs, args: SearchArgs) -> anyhow::Result<()> {
             filter: filter(&args.retrieval.filters)?,
             min_score: args.retrieval.min_score,
             group_by_document: args.by_document,
+            retrieval: args.retrieval.ranking(),
+            as_of: args.retrieval.as_of(),
         };
         let resp = gateway.search(req).await.map_err(|s| anyhow::anyhow!(describe(&s)))?.into_inner();
         let mut out = std::io::stdout().lock();
@@ -192,15 +244,19 @@ pub struct ForgetArgs {
     /// Delete every chunk whose metadata matches `key=value` (repeatable) instead of ids.
     #[arg(long = "where", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
+    /// Delete every chunk whose TTL has passed, now (instead of ids or filters).
+    #[arg(long)]
+    pub expired: bool,
 }
 
 pub fn forget(client: ClientArgs, args: ForgetArgs) -> anyhow::Result<()> {
-    if args.ids.is_empty() == args.filters.is_empty() {
-        anyhow::bail!("give document ids or --where filters (one of the two)");
+    let given = [!args.ids.is_empty(), !args.filters.is_empty(), args.expired].iter().filter(|g| **g).count();
+    if given != 1 {
+        anyhow::bail!("give document ids, --where filters or --expired (one of the three)");
     }
     runtime()?.block_on(async {
         let mut gateway = client.connect().await?;
-        let req = gw::ForgetRequest { namespace: args.namespace, document_ids: args.ids, filter: filter(&args.filters)? };
+        let req = gw::ForgetRequest { namespace: args.namespace, document_ids: args.ids, filter: filter(&args.filters)?, expired: args.expired };
         let resp = gateway.forget(req).await.map_err(|s| anyhow::anyhow!(describe(&s)))?.into_inner();
         println!("forgot {} chunks", resp.forgotten);
         Ok(())
@@ -294,6 +350,8 @@ pub fn chat(client: ClientArgs, args: ChatArgs) -> anyhow::Result<()> {
                 min_score: args.retrieval.min_score,
                 attend_mode: attend_mode(args.generation.attend_mode.as_deref()),
                 params: Some(args.generation.params()),
+                retrieval: args.retrieval.ranking(),
+                as_of: args.retrieval.as_of(),
             };
             match gateway.chat(req).await {
                 Ok(stream) => {

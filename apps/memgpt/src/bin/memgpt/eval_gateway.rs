@@ -1,6 +1,7 @@
 //! `memgpt eval gateway-retrieval`: a BEIR data set through the gateway: Remember the corpus
 //! (chunked, encoded, stored in the memory service), then Search each query with
-//! `group_by_document`, and score the document rankings.
+//! `group_by_document` in each ranking mode asked for, and score each mode's document
+//! rankings (a block of metric lines after `retrieval <mode>`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,6 +37,19 @@ pub struct GatewayRetrievalArgs {
     /// Searches in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Ranking modes to score, comma-separated: dense, sparse, hybrid (the corpus is
+    /// remembered once).
+    #[arg(long, value_delimiter = ',', default_value = "hybrid", value_parser = ["dense", "sparse", "hybrid"])]
+    retrieval: Vec<String>,
+    /// How hybrid fuses: rrf or convex (the gateway's default when unset).
+    #[arg(long, value_parser = ["rrf", "convex"])]
+    fusion: Option<String>,
+    /// RRF's k.
+    #[arg(long)]
+    rrf_k: Option<u32>,
+    /// The dense list's weight of a convex fusion.
+    #[arg(long)]
+    dense_weight: Option<f32>,
     #[command(flatten)]
     model: crate::ModelArgs,
 }
@@ -66,10 +80,10 @@ pub fn gateway_retrieval(args: GatewayRetrievalArgs) -> anyhow::Result<()> {
                 .doc_ids
                 .iter()
                 .zip(&beir.doc_texts)
-                .map(|(id, text)| gw::Document { id: id.clone(), text: text.clone(), metadata: Default::default() })
+                .map(|(id, text)| gw::Document { id: id.clone(), text: text.clone(), metadata: Default::default(), ..Default::default() })
                 .collect();
             for batch in docs.chunks(args.batch.max(1)) {
-                let req = gw::RememberRequest { namespace: args.namespace.clone(), documents: batch.to_vec(), warm: false };
+                let req = gw::RememberRequest { namespace: args.namespace.clone(), documents: batch.to_vec(), warm: false, ..Default::default() };
                 let resp = client.remember(with_key(req, &args.api_key)?).await?.into_inner();
                 if let Some(failed) = resp.results.iter().find(|r| r.status != gw::DocumentStatus::Stored as i32) {
                     anyhow::bail!("document {} was not stored: {}", failed.document_id, failed.error);
@@ -77,32 +91,41 @@ pub fn gateway_retrieval(args: GatewayRetrievalArgs) -> anyhow::Result<()> {
             }
             let secs = started.elapsed().as_secs_f64();
             eprintln!("remembered {} documents in {secs:.1} s ({:.1} documents/s)", docs.len(), docs.len() as f64 / secs);
-            let started = Instant::now();
-            let searches = beir.test.iter().map(|(_, text)| {
-                let mut client = client.clone();
-                let req = gw::SearchRequest {
-                    question: text.clone(),
-                    namespaces: vec![args.namespace.clone()],
-                    top_k: Some(10),
-                    group_by_document: true,
-                    ..Default::default()
-                };
-                let req = with_key(req, &args.api_key);
-                async move {
-                    let resp = client.search(req?).await?.into_inner();
-                    Ok::<_, anyhow::Error>(resp.citations.into_iter().map(|c| c.document_id).collect::<Vec<String>>())
-                }
-            });
-            let rankings: Vec<Vec<String>> = futures::stream::iter(searches).buffered(args.concurrency.max(1)).collect::<Vec<_>>().await.into_iter().collect::<anyhow::Result<_>>()?;
-            eprintln!("searched {} queries in {:.1} s", rankings.len(), started.elapsed().as_secs_f64());
-            Ok::<_, anyhow::Error>(rankings)
+            let mut per_mode = Vec::new();
+            for mode in &args.retrieval {
+                let ranking = crate::commands::ranking(Some(mode), args.fusion.as_deref(), args.rrf_k, args.dense_weight);
+                let started = Instant::now();
+                let searches = beir.test.iter().map(|(_, text)| {
+                    let mut client = client.clone();
+                    let req = gw::SearchRequest {
+                        question: text.clone(),
+                        namespaces: vec![args.namespace.clone()],
+                        top_k: Some(10),
+                        group_by_document: true,
+                        retrieval: Some(ranking),
+                        ..Default::default()
+                    };
+                    let req = with_key(req, &args.api_key);
+                    async move {
+                        let resp = client.search(req?).await?.into_inner();
+                        Ok::<_, anyhow::Error>(resp.citations.into_iter().map(|c| c.document_id).collect::<Vec<String>>())
+                    }
+                });
+                let rankings: Vec<Vec<String>> = futures::stream::iter(searches).buffered(args.concurrency.max(1)).collect::<Vec<_>>().await.into_iter().collect::<anyhow::Result<_>>()?;
+                eprintln!("searched {} queries ({mode}) in {:.1} s", rankings.len(), started.elapsed().as_secs_f64());
+                per_mode.push((mode.clone(), rankings));
+            }
+            Ok::<_, anyhow::Error>(per_mode)
         }
         .await;
         // Stop the in-process services (the store flushes) before its folder goes.
         if let Some(stack) = stack {
             stack.shutdown().await?;
         }
-        beir.report(&outcome?);
+        for (mode, rankings) in outcome? {
+            println!("retrieval {mode}");
+            beir.report(&rankings);
+        }
         Ok(())
     })
 }

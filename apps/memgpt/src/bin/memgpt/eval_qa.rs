@@ -102,12 +102,12 @@ async fn run(
         .iter()
         .map(|p| {
             let p = &squad.passages[*p];
-            gw::Document { id: p.id.clone(), text: p.text.clone(), metadata: [("title".to_string(), p.title.clone())].into() }
+            gw::Document { id: p.id.clone(), text: p.text.clone(), metadata: [("title".to_string(), p.title.clone())].into(), ..Default::default() }
         })
         .collect();
     let started = std::time::Instant::now();
     for batch in docs.chunks(64) {
-        let req = gw::RememberRequest { namespace: args.namespace.clone(), documents: batch.to_vec(), warm: false };
+        let req = gw::RememberRequest { namespace: args.namespace.clone(), documents: batch.to_vec(), warm: false, ..Default::default() };
         let resp = gateway.clone().remember(req).await.map_err(|s| anyhow::anyhow!("remember: {}", describe(&s)))?.into_inner();
         if let Some(bad) = resp.results.iter().find(|r| r.status != gw::DocumentStatus::Stored as i32) {
             anyhow::bail!("paragraph {} was not stored: {}", bad.document_id, bad.error);

@@ -39,6 +39,17 @@ pub struct RememberArgs {
     /// Ask the generator to precompute the memories' KV caches (fused mode).
     #[arg(long)]
     pub warm: bool,
+    /// Seconds the documents live; then no search finds them and the memory service deletes
+    /// them (unset: until forgotten).
+    #[arg(long, value_name = "SECONDS")]
+    pub ttl: Option<u64>,
+    /// When the documents start to hold (RFC 3339), unless a JSONL line sets its own.
+    #[arg(long)]
+    pub valid_from: Option<String>,
+    /// When they stop holding (RFC 3339), unless a JSONL line sets its own; they stay stored
+    /// and are found as of earlier times.
+    #[arg(long)]
+    pub valid_until: Option<String>,
 }
 
 /// One document read from the input, or why it could not be.
@@ -50,6 +61,10 @@ struct Line {
     text: String,
     #[serde(default)]
     metadata: HashMap<String, serde_json::Value>,
+    #[serde(default)]
+    valid_from: String,
+    #[serde(default)]
+    valid_until: String,
 }
 
 /// Metadata values other than strings are kept as their JSON text.
@@ -69,7 +84,7 @@ fn jsonl_items(reader: impl BufRead, source: String) -> impl Iterator<Item = Ite
             return None;
         }
         Some(match serde_json::from_slice::<Line>(&bytes) {
-            Ok(l) => Ok((gw::Document { id: l.id, text: l.text, metadata: metadata(l.metadata) }, size)),
+            Ok(l) => Ok((gw::Document { id: l.id, text: l.text, metadata: metadata(l.metadata), valid_from: l.valid_from, valid_until: l.valid_until }, size)),
             Err(e) => Err((name, format!("not a JSON object with string `id` and `text`: {e}"))),
         })
     })
@@ -84,7 +99,7 @@ fn file_item(path: &Path) -> Item {
     let text = String::from_utf8(bytes).map_err(|e| (name.clone(), format!("not UTF-8 text: {e}")))?;
     let size = text.len() as u64;
     let metadata = HashMap::from([("source".to_string(), name.clone())]);
-    Ok((gw::Document { id: name.replace('#', "_"), text, metadata }, size))
+    Ok((gw::Document { id: name.replace('#', "_"), text, metadata, ..Default::default() }, size))
 }
 
 fn walk(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -142,7 +157,7 @@ fn items(args: &RememberArgs) -> anyhow::Result<(Box<dyn Iterator<Item = Item>>,
                 let mut text = String::new();
                 std::io::stdin().read_to_string(&mut text).map_err(|e| ("stdin".to_string(), format!("not UTF-8 text: {e}")))?;
                 let size = text.len() as u64;
-                Ok((gw::Document { id, text, metadata: HashMap::new() }, size))
+                Ok((gw::Document { id, text, metadata: HashMap::new(), ..Default::default() }, size))
             }))
         };
         iter = Box::new(iter.chain(next));
@@ -198,6 +213,12 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
                 }
                 Ok((mut doc, size)) => {
                     doc.metadata.extend(extra.iter().cloned());
+                    if doc.valid_from.is_empty() {
+                        doc.valid_from = args.valid_from.clone().unwrap_or_default();
+                    }
+                    if doc.valid_until.is_empty() {
+                        doc.valid_until = args.valid_until.clone().unwrap_or_default();
+                    }
                     current.push((doc, size));
                     if current.len() >= args.batch.max(1) {
                         batches.push(std::mem::take(&mut current));
@@ -213,7 +234,8 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
             let mut gateway = gateway.clone();
             let size: u64 = batch.iter().map(|(_, s)| s).sum();
             let ids: Vec<String> = batch.iter().map(|(d, _)| d.id.clone()).collect();
-            let req = gw::RememberRequest { namespace: args.namespace.clone(), documents: batch.into_iter().map(|(d, _)| d).collect(), warm: args.warm };
+            let documents = batch.into_iter().map(|(d, _)| d).collect();
+            let req = gw::RememberRequest { namespace: args.namespace.clone(), documents, warm: args.warm, ttl_seconds: args.ttl.unwrap_or(0) };
             async move { (gateway.remember(req).await, ids, size) }
         });
         let mut calls = futures::stream::iter(calls).buffer_unordered(args.concurrency.max(1));

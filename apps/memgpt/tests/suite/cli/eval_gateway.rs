@@ -1,13 +1,15 @@
 //! SciFact through the gateway on a quick subset (every judged-relevant abstract plus 100
-//! others): Remember with chunking and grouped Search rank the documents at least as well as
-//! ranking the same subset directly by cosine (no worse than 0.005 nDCG@10 below; chunking
-//! long abstracts instead of truncating them usually ranks better). The full corpus is the
+//! others): Remember with chunking and grouped dense Search rank the documents at least as
+//! well as ranking the same subset directly by cosine (no worse than 0.005 nDCG@10 below;
+//! chunking long abstracts instead of truncating them usually ranks better), and hybrid
+//! (BM25 and dense, fused) ranks them better than dense. The full corpus is the
 //! separate command `memgpt eval gateway-retrieval --data ../shared/data/scifact`
 //! (docs/benchmarks.md).
 
 use std::process::Command;
 
-fn ndcg(args: &[&str]) -> f64 {
+/// `memgpt ARGS` on the subset: stdout.
+fn run(args: &[&str]) -> String {
     let data = super::common::data("scifact");
     let output = Command::new(env!("CARGO_BIN_EXE_memgpt"))
         .args(args)
@@ -15,16 +17,24 @@ fn ndcg(args: &[&str]) -> f64 {
         .arg(&data)
         .output()
         .expect("memgpt runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "memgpt {args:?} failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("queries 300"), "{stdout}");
-    stdout.lines().find_map(|l| l.strip_prefix("nDCG@10 ").and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("no nDCG@10 in {stdout}"))
+    stdout
+}
+
+/// The nDCG@10 of the block after `after` (the first one when `None`).
+fn ndcg(stdout: &str, after: Option<&str>) -> f64 {
+    let start = after.map_or(0, |a| stdout.find(a).unwrap_or_else(|| panic!("no `{a}` in {stdout}")));
+    stdout[start..].lines().find_map(|l| l.strip_prefix("nDCG@10 ").and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("no nDCG@10 in {stdout}"))
 }
 
 #[test]
-fn scifact_subset_through_the_gateway_ranks_like_direct_retrieval() {
-    let direct = ndcg(&["eval", "retrieval"]);
-    let gateway = ndcg(&["eval", "gateway-retrieval"]);
-    assert!(gateway >= direct - 0.005, "gateway nDCG@10 {gateway} vs direct {direct}");
-    assert!(gateway > 0.8, "{gateway}");
+fn scifact_subset_through_the_gateway_ranks_like_direct_retrieval_and_hybrid_beats_dense() {
+    let direct = ndcg(&run(&["eval", "retrieval"]), None);
+    let gateway = run(&["eval", "gateway-retrieval", "--retrieval", "dense,hybrid"]);
+    let (dense, hybrid) = (ndcg(&gateway, Some("retrieval dense")), ndcg(&gateway, Some("retrieval hybrid")));
+    assert!(dense >= direct - 0.005, "gateway dense nDCG@10 {dense} vs direct {direct}");
+    assert!(dense > 0.8, "{dense}");
+    assert!(hybrid > dense, "hybrid nDCG@10 {hybrid} does not beat dense {dense} on the same subset");
 }

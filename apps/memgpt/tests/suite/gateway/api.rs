@@ -49,7 +49,7 @@ fn search(ns: &str) -> gw::SearchRequest {
 }
 
 fn doc(id: &str, text: &str) -> gw::Document {
-    gw::Document { id: id.into(), text: text.into(), metadata: Default::default() }
+    gw::Document { id: id.into(), text: text.into(), metadata: Default::default(), ..Default::default() }
 }
 
 async fn count(ns: &str) -> u64 {
@@ -87,19 +87,19 @@ async fn api_keys_are_enforced() {
 async fn remember_replaces_chunks_and_forget_removes_them() {
     let mut c = common::gateway_client(gateway(&["--no-auth", "--chunk-tokens", "16", "--chunk-overlap", "2"])).await;
     let long: String = (0..30).map(|i| format!("Fact {i} about the harbour. ")).collect();
-    let r = c.remember(gw::RememberRequest { namespace: "replace".into(), documents: vec![doc("d", &long), doc("e", "Short text.")], warm: false }).await.unwrap().into_inner();
+    let r = c.remember(gw::RememberRequest { namespace: "replace".into(), documents: vec![doc("d", &long), doc("e", "Short text.")], warm: false, ..Default::default() }).await.unwrap().into_inner();
     let chunks = r.results[0].chunks;
     assert!(chunks > 5, "{r:?}");
     assert_eq!(count("replace").await, chunks as u64 + 1);
-    let r = c.remember(gw::RememberRequest { namespace: "replace".into(), documents: vec![doc("d", "Now it is short.")], warm: false }).await.unwrap().into_inner();
+    let r = c.remember(gw::RememberRequest { namespace: "replace".into(), documents: vec![doc("d", "Now it is short.")], warm: false, ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(r.results[0].chunks, 1);
     assert_eq!(count("replace").await, 2, "no stale chunk of the longer version is left");
-    let gone = c.forget(gw::ForgetRequest { namespace: "replace".into(), document_ids: vec!["d".into()], filter: None }).await.unwrap().into_inner();
+    let gone = c.forget(gw::ForgetRequest { namespace: "replace".into(), document_ids: vec!["d".into()], filter: None, ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(gone.forgotten, 1);
     assert_eq!(count("replace").await, 1);
     // Search grouped by document: one citation per document.
     let docs = vec![doc("harbour", &long), doc("ships", &long.replace("harbour", "ships"))];
-    c.remember(gw::RememberRequest { namespace: "group".into(), documents: docs, warm: false }).await.unwrap();
+    c.remember(gw::RememberRequest { namespace: "group".into(), documents: docs, warm: false, ..Default::default() }).await.unwrap();
     let req = gw::SearchRequest { question: "harbour facts".into(), namespaces: vec!["group".into()], top_k: Some(5), group_by_document: true, ..Default::default() };
     let found = c.search(req).await.unwrap().into_inner();
     let ids: Vec<&str> = found.citations.iter().map(|c| c.document_id.as_str()).collect();
@@ -152,19 +152,30 @@ async fn bad_requests_name_the_field() {
         (ask(&|r| r.min_score = Some(f32::NAN)), "`min_score`"),
         (ask(&|r| r.task = 9), "`task`"),
         (ask(&|r| r.task = gw::Task::Translate as i32), "`target_language`"),
+        (ask(&|r| r.retrieval = Some(mem::Retrieval { mode: 9, ..Default::default() })), "`retrieval.mode`"),
+        (ask(&|r| r.retrieval = Some(mem::Retrieval { fusion: 9, ..Default::default() })), "`retrieval.fusion`"),
+        (ask(&|r| r.retrieval = Some(mem::Retrieval { rrf_k: Some(0), ..Default::default() })), "`retrieval.rrf_k`"),
+        (ask(&|r| r.retrieval = Some(mem::Retrieval { dense_weight: Some(1.5), ..Default::default() })), "`retrieval.dense_weight`"),
+        (ask(&|r| r.as_of = "last tuesday".into()), "`as_of`"),
     ];
     for (req, field) in cases {
         let status = c.ask(req.clone()).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{req:?}: {status:?}");
         assert!(status.message().contains(field), "{:?} does not name {field}", status.message());
     }
-    let remember = |docs: Vec<gw::Document>| gw::RememberRequest { namespace: "kb".into(), documents: docs, warm: false };
+    let remember = |docs: Vec<gw::Document>| gw::RememberRequest { namespace: "kb".into(), documents: docs, warm: false, ..Default::default() };
     for (req, field) in [
         (remember(vec![]), "`documents`"),
         (remember(vec![doc("", "t")]), "`documents[0].id`"),
         (remember(vec![doc("a", "t"), doc("a", "u")]), "`documents[1].id`"),
         (remember(vec![doc("a", "")]), "`documents[0].text`"),
         (gw::RememberRequest { namespace: String::new(), ..remember(vec![doc("a", "t")]) }, "`namespace`"),
+        (remember(vec![gw::Document { valid_from: "2024-13-01".into(), ..doc("a", "t") }]), "`documents[0].valid_from`"),
+        (
+            remember(vec![doc("ok", "t"), gw::Document { valid_from: "2025-01-01T00:00:00Z".into(), valid_until: "2024-01-01T00:00:00Z".into(), ..doc("b", "t") }]),
+            "`documents[1].valid_until`",
+        ),
+        (gw::RememberRequest { ttl_seconds: u64::MAX, ..remember(vec![doc("a", "t")]) }, "`ttl_seconds`"),
     ] {
         let status = c.remember(req).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -172,6 +183,12 @@ async fn bad_requests_name_the_field() {
     }
     let status = c.forget(gw::ForgetRequest { namespace: "kb".into(), ..Default::default() }).await.unwrap_err();
     assert!(status.message().contains("`document_ids`"), "{status:?}");
+    let both = gw::ForgetRequest { namespace: "kb".into(), document_ids: vec!["a".into()], expired: true, ..Default::default() };
+    assert!(c.forget(both).await.unwrap_err().message().contains("`expired`"));
+    let search = gw::SearchRequest { question: "q".into(), namespaces: vec!["kb".into()], as_of: "2024-01-01".into(), ..Default::default() };
+    assert!(c.search(search).await.unwrap_err().message().contains("`as_of`"));
+    // None of it stored anything.
+    assert_eq!(count("kb").await, 0);
     let status = c.chat(gw::ChatRequest { session_id: "bad id!".into(), message: "hi".into(), ..Default::default() }).await.unwrap_err();
     assert!(status.message().contains("`session_id`"), "{status:?}");
 }

@@ -52,8 +52,8 @@ async fn remembered_paragraphs_answer_questions_with_citations() {
     let gateway = common::gateway(&[memory.addr], &[generator.addr], &["--no-auth"]);
     let mut client = common::gateway_client(gateway.addr).await;
 
-    let documents = PARAGRAPHS.iter().map(|(id, text)| gw::Document { id: id.to_string(), text: text.to_string(), metadata: Default::default() }).collect();
-    let stored = client.remember(gw::RememberRequest { namespace: "kb".into(), documents, warm: false }).await.unwrap().into_inner();
+    let documents = PARAGRAPHS.iter().map(|(id, text)| gw::Document { id: id.to_string(), text: text.to_string(), metadata: Default::default(), ..Default::default() }).collect();
+    let stored = client.remember(gw::RememberRequest { namespace: "kb".into(), documents, warm: false, ..Default::default() }).await.unwrap().into_inner();
     assert!(stored.results.iter().all(|r| r.status == gw::DocumentStatus::Stored as i32 && r.chunks == 1), "{stored:?}");
 
     let mut correct = Vec::new();

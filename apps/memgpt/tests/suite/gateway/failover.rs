@@ -17,8 +17,8 @@ async fn asks_move_to_the_surviving_generator() {
     common::serving(second.addr, "memgpt.generator.v1.Generator").await;
     let gateway = common::gateway(&[memory.addr], &[first.addr, second.addr], &["--no-auth"]);
     let mut client = common::gateway_client(gateway.addr).await;
-    let doc = gw::Document { id: "lake".into(), text: "Lake Sorrel freezes every winter.".into(), metadata: Default::default() };
-    client.remember(gw::RememberRequest { namespace: "kb".into(), documents: vec![doc], warm: false }).await.unwrap();
+    let doc = gw::Document { id: "lake".into(), text: "Lake Sorrel freezes every winter.".into(), metadata: Default::default(), ..Default::default() };
+    client.remember(gw::RememberRequest { namespace: "kb".into(), documents: vec![doc], warm: false, ..Default::default() }).await.unwrap();
 
     const DEADLINE: Duration = Duration::from_secs(20);
     let ask = || {

@@ -54,8 +54,8 @@ async fn gateway_serves_tls_and_talks_mutual_tls_to_its_backends() {
     let endpoint = Endpoint::from_shared(format!("https://{}", gateway.addr)).unwrap().tls_config(tls.clone()).unwrap();
     let channel = common::serving_on(endpoint, memgpt_gateway::SERVICE_NAME).await;
     let mut client = gw::gateway_client::GatewayClient::new(channel);
-    let doc = gw::Document { id: "d".into(), text: "Lake Sorrel freezes every winter.".into(), metadata: Default::default() };
-    client.remember(gw::RememberRequest { namespace: "tls".into(), documents: vec![doc], warm: false }).await.unwrap();
+    let doc = gw::Document { id: "d".into(), text: "Lake Sorrel freezes every winter.".into(), metadata: Default::default(), ..Default::default() };
+    client.remember(gw::RememberRequest { namespace: "tls".into(), documents: vec![doc], warm: false, ..Default::default() }).await.unwrap();
     let found = client.search(gw::SearchRequest { question: "frozen lake".into(), namespaces: vec!["tls".into()], ..Default::default() }).await.unwrap();
     assert_eq!(found.into_inner().citations[0].document_id, "d");
 

@@ -22,8 +22,8 @@ async fn one_ask_is_one_trace_across_the_three_services() {
     let generator = common::generator();
     let gateway = common::gateway(&[memory.addr], &[generator.addr], &["--no-auth"]);
     let mut client = common::gateway_client(gateway.addr).await;
-    let doc = gw::Document { id: "bridge".into(), text: "The Glimmerfjord Bridge was designed by Marta Solberg.".into(), metadata: Default::default() };
-    client.remember(gw::RememberRequest { namespace: "kb".into(), documents: vec![doc], warm: false }).await.unwrap();
+    let doc = gw::Document { id: "bridge".into(), text: "The Glimmerfjord Bridge was designed by Marta Solberg.".into(), metadata: Default::default(), ..Default::default() };
+    client.remember(gw::RememberRequest { namespace: "kb".into(), documents: vec![doc], warm: false, ..Default::default() }).await.unwrap();
     let ask = gw::AskRequest {
         question: "Who designed the Glimmerfjord Bridge?".into(),
         namespaces: vec!["kb".into()],

@@ -1,17 +1,18 @@
 //! Conversions between the domain types and Qdrant Edge's types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::external::serde_json::{self, json, Value};
 use qdrant_edge::{
     Condition as EdgeCondition, FieldCondition, Filter as EdgeFilter, JsonPath, Match, Payload,
-    PointId, PointStructPersisted, Range as EdgeRange, VectorStructInternal, Vectors,
+    PointId, PointStructPersisted, Range as EdgeRange, VectorInternal, VectorStructInternal,
 };
 
 use crate::store::{
-    numeric_metadata, point_uuid, Condition, Filter, Predicate, Record, ID_KEY, META_KEY,
-    NAMESPACE_KEY, NUM_KEY, TEXT_KEY,
+    lexical, numeric_metadata, point_uuid, Condition, Filter, Millis, Predicate, Record, Validity,
+    EXPIRES_KEY, ID_KEY, META_KEY, NAMESPACE_KEY, NUM_KEY, TEXT_KEY, VALID_FROM_KEY,
+    VALID_UNTIL_KEY,
 };
 
 /// Parses a JSON path built by this module. Validation refuses metadata keys holding `"` or
@@ -39,14 +40,44 @@ pub fn to_point(namespace: &str, record: &Record) -> PointStructPersisted {
         TEXT_KEY: record.text,
         META_KEY: record.metadata,
         NUM_KEY: numeric_metadata(&record.metadata),
+        VALID_FROM_KEY: record.validity.from_or_min(),
+        VALID_UNTIL_KEY: record.validity.until_or_max(),
+        EXPIRES_KEY: record.validity.expires_or_max(),
     });
     let Value::Object(map) = payload else { unreachable!("json! object") };
-    let vectors: Vectors = record.vector.clone().into();
+    let vectors = HashMap::from([
+        (String::new(), VectorInternal::Dense(record.vector.clone())),
+        (lexical::SPARSE_VECTOR.to_string(), VectorInternal::Sparse(lexical::document(&record.text))),
+    ]);
     PointStructPersisted {
         id: PointId::Uuid(point_uuid(namespace, &record.id)),
-        vector: vectors.0.into(),
+        vector: VectorStructInternal::Named(vectors).into(),
         payload: Some(Payload(map.into_iter().collect())),
     }
+}
+
+fn range(key: &str, range: EdgeRange<OrderedFloat<f64>>) -> EdgeCondition {
+    EdgeCondition::Field(FieldCondition::new_range(json_path(key), range))
+}
+
+/// The conditions of "valid as of `as_of`, not expired by `now`".
+pub fn valid_conditions(as_of: Millis, now: Millis) -> [EdgeCondition; 3] {
+    let at = |t: Millis| Some(OrderedFloat(t as f64));
+    [
+        range(VALID_FROM_KEY, EdgeRange { lte: at(as_of), gt: None, gte: None, lt: None }),
+        range(VALID_UNTIL_KEY, EdgeRange { gt: at(as_of), gte: None, lt: None, lte: None }),
+        range(EXPIRES_KEY, EdgeRange { gt: at(now), gte: None, lt: None, lte: None }),
+    ]
+}
+
+/// The filter of a namespace's (or every namespace's) records expired by `now`.
+pub fn expired_filter(namespace: Option<&str>, now: Millis) -> EdgeFilter {
+    let expired = range(EXPIRES_KEY, EdgeRange { lte: Some(OrderedFloat(now as f64)), gt: None, gte: None, lt: None });
+    let must = match namespace {
+        Some(ns) => vec![namespace_condition(ns), expired],
+        None => vec![expired],
+    };
+    EdgeFilter { should: None, min_should: None, must: Some(must), must_not: None }
 }
 
 /// The namespace condition every query carries.
@@ -95,6 +126,8 @@ pub struct StoredFields {
     pub text: String,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Validity and expiry.
+    pub validity: Validity,
 }
 
 /// Reads the record fields back from a payload.
@@ -104,7 +137,9 @@ pub fn from_payload(payload: Option<&Payload>) -> StoredFields {
     let metadata = get(META_KEY)
         .and_then(|v| serde_json::from_value::<BTreeMap<String, String>>(v.clone()).ok())
         .unwrap_or_default();
-    StoredFields { id: string(ID_KEY), text: string(TEXT_KEY), metadata }
+    let time = |key: &str| get(key).and_then(Value::as_i64);
+    let validity = Validity::from_stored(time(VALID_FROM_KEY), time(VALID_UNTIL_KEY), time(EXPIRES_KEY));
+    StoredFields { id: string(ID_KEY), text: string(TEXT_KEY), metadata, validity }
 }
 
 /// The dense vector of a stored point, if it was asked for.

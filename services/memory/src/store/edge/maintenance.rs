@@ -133,6 +133,13 @@ impl Inner {
         self.checkpoint_locked()
     }
 
+    /// Flushes every shard to disk.
+    pub(super) fn flush_shards(&self) {
+        for shard in &self.shards {
+            shard.edge.flush();
+        }
+    }
+
     pub(super) fn checkpoint_locked(&self) -> Result<()> {
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         if journal.len() == 0 {

@@ -66,23 +66,29 @@ impl Inner {
                 })
             }
             JournalOp::DeleteFilter { namespace, filter } => {
-                let filter = convert::to_filter(namespace, filter.as_ref());
-                self.par_shards(|_, shard| {
-                    let matching = shard
-                        .edge
-                        .count(CountRequest { filter: Some(filter.clone()), exact: true })
-                        .map_err(MemoryError::store)?;
-                    if matching > 0 {
-                        let op = UpdateOperation::PointOperation(
-                            PointOperations::DeletePointsByFilter(filter.clone()),
-                        );
-                        shard.edge.update(op).map_err(MemoryError::store)?;
-                        shard.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    Ok(matching as u64)
-                })
+                self.delete_matching(convert::to_filter(namespace, filter.as_ref()))
+            }
+            JournalOp::DeleteExpired { namespace, now } => {
+                self.delete_matching(convert::expired_filter(namespace.as_deref(), *now))
             }
         }
+    }
+
+    fn delete_matching(&self, filter: qdrant_edge::Filter) -> Result<u64> {
+        self.par_shards(|_, shard| {
+            let matching = shard
+                .edge
+                .count(CountRequest { filter: Some(filter.clone()), exact: true })
+                .map_err(MemoryError::store)?;
+            if matching > 0 {
+                let op = UpdateOperation::PointOperation(
+                    PointOperations::DeletePointsByFilter(filter.clone()),
+                );
+                shard.edge.update(op).map_err(MemoryError::store)?;
+                shard.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(matching as u64)
+        })
     }
 
     fn par_shards<F>(&self, f: F) -> Result<u64>
@@ -139,5 +145,6 @@ pub(super) fn record_from_internal(record: EdgeRecord) -> Record {
         vector: convert::dense_vector(record.vector),
         text: fields.text,
         metadata: fields.metadata,
+        validity: fields.validity,
     }
 }

@@ -47,6 +47,26 @@ fn task(v: Option<&Value>) -> Result<gw::Task, String> {
     }
 }
 
+fn opt_str<'a>(o: &'a Value, key: &str, allowed: &[&str]) -> Result<Option<&'a str>, String> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(Some(s.as_str())),
+        Some(_) => Err(format!("options.{key} must be one of {}", allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "))),
+    }
+}
+
+/// The line's ranking options (`retrieval`, `fusion`, `rrf_k`, `dense_weight`); `None` leaves
+/// the gateway's default.
+fn ranking(o: &Value) -> Result<Option<memgpt_proto::memory::v1::Retrieval>, String> {
+    let mode = opt_str(o, "retrieval", &["dense", "sparse", "hybrid"])?;
+    let fusion = opt_str(o, "fusion", &["rrf", "convex"])?;
+    let (rrf_k, dense_weight) = (opt_u32(o, "rrf_k")?, opt_f32(o, "dense_weight")?);
+    if mode.is_none() && fusion.is_none() && rrf_k.is_none() && dense_weight.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(crate::commands::ranking(mode, fusion, rrf_k, dense_weight)))
+}
+
 fn request(v: &Value, default_namespace: &str, defaults: &gen::SamplingParams) -> Result<gw::AskRequest, String> {
     let question = match v.get("question") {
         Some(Value::String(q)) if !q.trim().is_empty() => q.clone(),
@@ -98,6 +118,12 @@ fn request(v: &Value, default_namespace: &str, defaults: &gen::SamplingParams) -
         task: task(v.get("task"))? as i32,
         target_language: v.get("target_language").and_then(Value::as_str).unwrap_or_default().to_string(),
         params: Some(params),
+        retrieval: ranking(o)?,
+        as_of: match v.get("as_of") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(t)) => t.clone(),
+            Some(_) => return Err("`as_of` must be an RFC 3339 time string".into()),
+        },
     })
 }
 
@@ -122,7 +148,8 @@ pub fn parse(text: &str, line: usize, default_namespace: &str, defaults: &gen::S
 
 /// A citation as JSON.
 pub fn citation_json(c: &gw::Citation) -> Value {
-    json!({"memory_id": c.memory_id, "document_id": c.document_id, "namespace": c.namespace, "score": c.score, "attention": c.attention, "snippet": c.snippet})
+    json!({"memory_id": c.memory_id, "document_id": c.document_id, "namespace": c.namespace, "score": c.score, "attention": c.attention,
+        "dense_rank": c.dense_rank, "sparse_rank": c.sparse_rank, "snippet": c.snippet})
 }
 
 /// An answer as JSON.

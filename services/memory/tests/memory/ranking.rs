@@ -1,0 +1,194 @@
+//! Ranking modes (dense, BM25, hybrid) and validity (as of a time, TTL expiry, the sweep), on
+//! the edge store and, when `QDRANT_URL` names a Qdrant server's gRPC port, on the qdrant store
+//! too (a fresh collection per test); without it the qdrant half says it is skipped.
+
+use std::time::{Duration, Instant};
+
+use memgpt_proto::memory::v1 as pb;
+
+use crate::common::{client, config, record, start, vector, wait_serving, InProcess};
+
+/// The stores to run a test on: `(name, extra flags)`.
+fn stores(test: &str) -> Vec<(&'static str, Vec<String>)> {
+    // One shard each: BM25's document frequencies are counted per shard, and a handful of
+    // records spread over four would weigh the same word differently in each.
+    let mut stores = vec![("edge", vec!["--shards".to_string(), "1".to_string()])];
+    match std::env::var("QDRANT_URL") {
+        Ok(url) if !url.is_empty() => {
+            let collection = format!("memgpt-test-{test}-{}", uuid::Uuid::new_v4().simple());
+            let flags = ["--store", "qdrant", "--qdrant-url", &url, "--qdrant-collection", &collection];
+            let mut flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+            flags.extend(["--qdrant-shard-number", "1", "--qdrant-replication-factor", "1"].map(String::from));
+            stores.push(("qdrant", flags));
+        }
+        _ => eprintln!("{test}: the qdrant store half is skipped: set QDRANT_URL to a Qdrant server's gRPC URL (http://127.0.0.1:6334)"),
+    }
+    stores
+}
+
+async fn serve(dir: &std::path::Path, flags: &[String], extra: &[&str]) -> (InProcess, pb::memory_client::MemoryClient<tonic::transport::Channel>) {
+    let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+    all.extend(extra);
+    let server = start(config(dir, &all)).await;
+    let c = client(wait_serving(server.addr).await);
+    (server, c)
+}
+
+fn search(mode: pb::RetrievalMode, seed: u64, text: &str) -> pb::SearchRequest {
+    pb::SearchRequest {
+        namespace: "kb".into(),
+        vector: vector(seed),
+        top_k: 10,
+        query_text: text.into(),
+        retrieval: Some(pb::Retrieval { mode: mode as i32, ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn ids(hits: &[pb::Hit]) -> Vec<&str> {
+    hits.iter().map(|h| h.id.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_and_hybrid_rank_by_the_words_and_say_which_list_found_each() {
+    for (store, flags) in stores("ranking") {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, mut c) = serve(dir.path(), &flags, &[]).await;
+        let records = vec![
+            record("near", 5, "a note about the weather in spring", &[]),
+            record("words", 100, "the zygomorphic flowers of orchids", &[]),
+            record("other", 200, "a recipe for bread and butter", &[]),
+            record("also", 300, "orchids grow in the tropics", &[]),
+        ];
+        c.upsert(pb::UpsertRequest { namespace: "kb".into(), records, wait: true }).await.unwrap();
+
+        let dense = c.search(search(pb::RetrievalMode::Dense, 5, "zygomorphic orchids")).await.unwrap().into_inner().hits;
+        assert_eq!(dense[0].id, "near", "{store}: {:?}", ids(&dense));
+        assert_eq!((dense[0].dense_rank, dense[0].sparse_rank), (1, 0), "{store}");
+
+        let sparse = c.search(search(pb::RetrievalMode::Sparse, 5, "Zygomorphic orchid")).await.unwrap().into_inner().hits;
+        // Stemmed and lowercased: "orchid" matches "orchids"; the rare word ranks first.
+        assert_eq!(ids(&sparse), ["words", "also"], "{store}");
+        assert_eq!((sparse[0].sparse_rank, sparse[0].dense_rank), (1, 0), "{store}");
+        assert!(sparse[0].sparse_score.unwrap() > sparse[1].sparse_score.unwrap(), "{store}: {sparse:?}");
+
+        let hybrid = c.search(search(pb::RetrievalMode::Hybrid, 5, "zygomorphic orchids")).await.unwrap().into_inner().hits;
+        let top2: Vec<&str> = ids(&hybrid)[..2].to_vec();
+        assert!(top2.contains(&"near") && top2.contains(&"words"), "{store}: {:?}", ids(&hybrid));
+        let words = hybrid.iter().find(|h| h.id == "words").unwrap();
+        assert_eq!(words.sparse_rank, 1, "{store}: {words:?}");
+        assert!(words.dense_rank > 0, "{store}: both lists went deeper than the hits: {words:?}");
+
+        // A convex combination with all weight on the dense list ranks as dense does.
+        let mut convex = search(pb::RetrievalMode::Hybrid, 5, "zygomorphic orchids");
+        convex.retrieval = Some(pb::Retrieval {
+            mode: pb::RetrievalMode::Hybrid as i32,
+            fusion: pb::Fusion::Convex as i32,
+            dense_weight: Some(1.0),
+            ..Default::default()
+        });
+        let convex = c.search(convex).await.unwrap().into_inner().hits;
+        assert_eq!(convex[0].id, "near", "{store}: {:?}", ids(&convex));
+
+        // Bad rankings name their field.
+        let bad = |f: &dyn Fn(&mut pb::SearchRequest)| {
+            let mut r = search(pb::RetrievalMode::Hybrid, 5, "orchids");
+            f(&mut r);
+            r
+        };
+        for (req, field) in [
+            (bad(&|r| r.query_text.clear()), "`query_text`"),
+            (bad(&|r| r.retrieval.as_mut().unwrap().mode = 9), "`retrieval.mode`"),
+            (bad(&|r| r.retrieval.as_mut().unwrap().fusion = 9), "`retrieval.fusion`"),
+            (bad(&|r| r.retrieval.as_mut().unwrap().rrf_k = Some(0)), "`retrieval.rrf_k`"),
+            (bad(&|r| r.retrieval.as_mut().unwrap().dense_weight = Some(-0.1)), "`retrieval.dense_weight`"),
+            (bad(&|r| r.as_of = "2024-02-30T00:00:00Z".into()), "`as_of`"),
+        ] {
+            let status = c.search(req).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{store}: {status:?}");
+            assert!(status.message().contains(field), "{store}: {:?} does not name {field}", status.message());
+        }
+        server.stop().await.unwrap();
+    }
+}
+
+fn fact(id: &str, seed: u64, text: &str, from: &str, until: &str) -> pb::Record {
+    pb::Record { valid_from: from.into(), valid_until: until.into(), ..record(id, seed, text, &[]) }
+}
+
+async fn found(c: &mut pb::memory_client::MemoryClient<tonic::transport::Channel>, as_of: &str) -> Vec<String> {
+    let req = pb::SearchRequest { as_of: as_of.into(), ..search(pb::RetrievalMode::Hybrid, 1, "capital city") };
+    let mut ids: Vec<String> = c.search(req).await.unwrap().into_inner().hits.into_iter().map(|h| h.id).collect();
+    ids.sort();
+    ids
+}
+
+/// Polls `check` until it holds (the condition is time passing; no fixed sleep stands in for it).
+async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_fact_is_found_only_before_its_end_and_an_expired_one_is_swept() {
+    for (store, flags) in stores("validity") {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, mut c) = serve(dir.path(), &flags, &["--expiry-sweep-secs", "0"]).await;
+        let t = "2024-06-01T00:00:00Z";
+        let records = vec![
+            fact("old", 1, "the capital city is Oldtown", "", t),
+            fact("new", 2, "the capital city is Newtown", t, ""),
+            fact("later", 3, "the capital city will be Futureville", "2999-01-01T00:00:00Z", ""),
+        ];
+        c.upsert(pb::UpsertRequest { namespace: "kb".into(), records, wait: true }).await.unwrap();
+        assert_eq!(found(&mut c, "2024-05-31T23:59:59Z").await, ["old"], "{store}: as of t - 1 s");
+        assert_eq!(found(&mut c, "2024-06-01T00:00:01Z").await, ["new"], "{store}: as of t + 1 s");
+        assert_eq!(found(&mut c, "").await, ["new"], "{store}: as of now");
+        assert_eq!(found(&mut c, "3000-01-01T00:00:00+01:00").await, ["later", "new"], "{store}");
+        let hit = c.search(pb::SearchRequest { as_of: "2024-01-01T00:00:00Z".into(), ..search(pb::RetrievalMode::Dense, 1, "") }).await.unwrap();
+        let old = hit.into_inner().hits.into_iter().find(|h| h.id == "old").unwrap();
+        assert_eq!((old.valid_from.as_str(), old.valid_until.as_str()), ("", "2024-06-01T00:00:00.000Z"), "{store}");
+
+        // Bad times are refused whole: nothing of the batch is stored.
+        for (bad, field) in [
+            (fact("x", 4, "t", "June", ""), "`records[1].valid_from`"),
+            (fact("x", 4, "t", "2024-06-02T00:00:00Z", "2024-06-01T00:00:00Z"), "`records[1].valid_until`"),
+            (pb::Record { expires_at: "soon".into(), ..record("x", 4, "t", &[]) }, "`records[1].expires_at`"),
+        ] {
+            let req = pb::UpsertRequest { namespace: "kb".into(), records: vec![record("y", 5, "t", &[]), bad], wait: true };
+            let status = c.upsert(req).await.unwrap_err();
+            assert!(status.message().contains(field), "{store}: {:?} does not name {field}", status.message());
+        }
+        assert_eq!(c.count(pb::CountRequest { namespace: "kb".into() }).await.unwrap().into_inner().count, 3, "{store}");
+
+        // A TTL'd record: found until it expires, then never, though still stored until a
+        // delete of the expired ones.
+        let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+        let ttl = pb::Record { expires_at: soon, ..record("ttl", 6, "the capital city for a moment", &[]) };
+        c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: vec![ttl], wait: true }).await.unwrap();
+        assert!(found(&mut c, "").await.contains(&"ttl".to_string()), "{store}");
+        eventually("the TTL'd record leaving Search", Duration::from_secs(30), async || !found(&mut c, "").await.contains(&"ttl".to_string())).await;
+        let get = pb::GetRequest { namespace: "kb".into(), ids: vec!["ttl".into()], with_vectors: false };
+        assert_eq!(c.get(get).await.unwrap().into_inner().records.len(), 1, "{store}: still stored");
+        let deleted = c.delete(pb::DeleteRequest { namespace: "kb".into(), expired: true, ..Default::default() }).await.unwrap();
+        assert_eq!(deleted.into_inner().deleted, 1, "{store}");
+        assert_eq!(c.count(pb::CountRequest { namespace: "kb".into() }).await.unwrap().into_inner().count, 3, "{store}");
+        server.stop().await.unwrap();
+
+        // The background sweep deletes what expires, and counts it.
+        let (server, mut c) = serve(dir.path(), &flags, &["--expiry-sweep-secs", "1"]).await;
+        let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(500)).to_rfc3339();
+        let ttl = pb::Record { expires_at: soon, ..record("ttl2", 7, "brief", &[]) };
+        c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: vec![ttl], wait: true }).await.unwrap();
+        eventually("the sweep deleting the expired record", Duration::from_secs(30), async || {
+            c.count(pb::CountRequest { namespace: "kb".into() }).await.unwrap().into_inner().count == 3
+        })
+        .await;
+        let metrics = memgpt_telemetry::metrics::render();
+        assert!(metrics.lines().any(|l| l.starts_with("memgpt_memory_expired_deleted_total") && !l.ends_with(" 0")), "{store}: {metrics}");
+        server.stop().await.unwrap();
+    }
+}
