@@ -78,7 +78,15 @@ impl Data {
             }
             w + "x"
         };
-        (0..n).map(|_| word(rng.sample(self.words) as u64)).collect::<Vec<_>>().join(" ")
+        // The 100 most frequent words stand for the stop words a tokeniser drops.
+        let mut words = Vec::with_capacity(n);
+        while words.len() < n {
+            let rank = rng.sample(self.words) as u64;
+            if rank > 100 {
+                words.push(word(rank));
+            }
+        }
+        words.join(" ")
     }
 
     fn vector(&self, rng: &mut impl Rng) -> Vec<f32> {

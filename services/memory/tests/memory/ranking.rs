@@ -72,12 +72,15 @@ async fn sparse_and_hybrid_rank_by_the_words_and_say_which_list_found_each() {
         assert_eq!((sparse[0].sparse_rank, sparse[0].dense_rank), (1, 0), "{store}");
         assert!(sparse[0].sparse_score.unwrap() > sparse[1].sparse_score.unwrap(), "{store}: {sparse:?}");
 
+        // RRF: the records both lists found come first, then the dense list's best.
         let hybrid = c.search(search(pb::RetrievalMode::Hybrid, 5, "zygomorphic orchids")).await.unwrap().into_inner().hits;
-        let top2: Vec<&str> = ids(&hybrid)[..2].to_vec();
-        assert!(top2.contains(&"near") && top2.contains(&"words"), "{store}: {:?}", ids(&hybrid));
+        let mut top2: Vec<&str> = ids(&hybrid)[..2].to_vec();
+        top2.sort();
+        assert_eq!((top2, hybrid[2].id.as_str()), (vec!["also", "words"], "near"), "{store}: {:?}", ids(&hybrid));
         let words = hybrid.iter().find(|h| h.id == "words").unwrap();
         assert_eq!(words.sparse_rank, 1, "{store}: {words:?}");
         assert!(words.dense_rank > 0, "{store}: both lists went deeper than the hits: {words:?}");
+        assert_eq!((hybrid[2].dense_rank, hybrid[2].sparse_rank), (1, 0), "{store}");
 
         // A convex combination with all weight on the dense list ranks as dense does.
         let mut convex = search(pb::RetrievalMode::Hybrid, 5, "zygomorphic orchids");

@@ -31,6 +31,9 @@ pub struct GatewayRetrievalArgs {
     /// Keep only the judged-relevant documents plus this many others (a quick subset).
     #[arg(long)]
     corpus_limit: Option<usize>,
+    /// Search only: the corpus is already remembered in `--namespace` of `--gateway`.
+    #[arg(long, requires = "gateway")]
+    no_remember: bool,
     /// Documents per Remember call (larger batches pad less when encoding).
     #[arg(long, default_value_t = 256)]
     batch: usize,
@@ -82,7 +85,8 @@ pub fn gateway_retrieval(args: GatewayRetrievalArgs) -> anyhow::Result<()> {
                 .zip(&beir.doc_texts)
                 .map(|(id, text)| gw::Document { id: id.clone(), text: text.clone(), metadata: Default::default(), ..Default::default() })
                 .collect();
-            for batch in docs.chunks(args.batch.max(1)) {
+            let to_remember = if args.no_remember { &docs[..0] } else { &docs[..] };
+            for batch in to_remember.chunks(args.batch.max(1)) {
                 let req = gw::RememberRequest { namespace: args.namespace.clone(), documents: batch.to_vec(), warm: false, ..Default::default() };
                 let resp = client.remember(with_key(req, &args.api_key)?).await?.into_inner();
                 if let Some(failed) = resp.results.iter().find(|r| r.status != gw::DocumentStatus::Stored as i32) {
@@ -90,7 +94,7 @@ pub fn gateway_retrieval(args: GatewayRetrievalArgs) -> anyhow::Result<()> {
                 }
             }
             let secs = started.elapsed().as_secs_f64();
-            eprintln!("remembered {} documents in {secs:.1} s ({:.1} documents/s)", docs.len(), docs.len() as f64 / secs);
+            eprintln!("remembered {} documents in {secs:.1} s ({:.1} documents/s)", to_remember.len(), to_remember.len() as f64 / secs);
             let mut per_mode = Vec::new();
             for mode in &args.retrieval {
                 let ranking = crate::commands::ranking(Some(mode), args.fusion.as_deref(), args.rrf_k, args.dense_weight);
