@@ -62,7 +62,7 @@ pub struct GatewayConfig {
     #[arg(long, env = "MEMGPT_GATEWAY_RRF_K", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub rrf_k: u32,
     /// The dense list's weight of a convex fusion by default, in [0, 1].
-    #[arg(long, env = "MEMGPT_GATEWAY_DENSE_WEIGHT", default_value_t = 0.5)]
+    #[arg(long, env = "MEMGPT_GATEWAY_DENSE_WEIGHT", default_value_t = 0.5, value_parser = unit_interval)]
     pub dense_weight: f32,
     /// Largest top_k a request may ask for.
     #[arg(long, env = "MEMGPT_GATEWAY_MAX_TOP_K", default_value_t = 100)]
@@ -140,6 +140,14 @@ pub struct GatewayConfig {
     /// Log format: text or json.
     #[arg(long, env = "MEMGPT_LOG_FORMAT", default_value = "text")]
     pub log_format: memgpt_telemetry::LogFormat,
+}
+
+/// A number in [0, 1].
+fn unit_interval(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(w) if (0.0..=1.0).contains(&w) => Ok(w),
+        _ => Err(format!("`{s}` is not a number in [0, 1]")),
+    }
 }
 
 impl GatewayConfig {

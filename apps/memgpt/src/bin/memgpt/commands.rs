@@ -290,7 +290,16 @@ pub fn info(client: ClientArgs, json: bool) -> anyhow::Result<()> {
         if !i.namespaces.is_empty() {
             println!("namespaces {}", i.namespaces.join(", "));
         }
-        println!("encoder {}  default top_k {}", i.encoder, i.default_top_k);
+        let ranking = i.default_retrieval.map(|r| {
+            let mode = mem::RetrievalMode::try_from(r.mode).map(|m| m.as_str_name().trim_start_matches("RETRIEVAL_MODE_").to_lowercase()).unwrap_or_default();
+            let fusion = if r.fusion == mem::Fusion::Convex as i32 {
+                format!("convex, dense weight {}", r.dense_weight.unwrap_or_default())
+            } else {
+                format!("rrf, k {}", r.rrf_k.unwrap_or_default())
+            };
+            format!("  retrieval {mode} ({fusion})")
+        });
+        println!("encoder {}  default top_k {}{}", i.encoder, i.default_top_k, ranking.unwrap_or_default());
         for b in &i.backends {
             println!("{:<9} {}  {}  in flight {}", b.service, b.address, if b.healthy { "healthy" } else { "DOWN" }, b.in_flight);
         }
