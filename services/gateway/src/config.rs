@@ -55,8 +55,9 @@ pub struct GatewayConfig {
     /// hybrid (both, fused). Hybrid ranks best on SciFact (docs/benchmarks.md).
     #[arg(long, env = "MEMGPT_GATEWAY_RETRIEVAL", value_parser = ["dense", "sparse", "hybrid"], default_value = "hybrid")]
     pub retrieval: String,
-    /// How hybrid fuses its lists by default: rrf (reciprocal rank) or convex (weighted scores).
-    #[arg(long, env = "MEMGPT_GATEWAY_FUSION", value_parser = ["rrf", "convex"], default_value = "rrf")]
+    /// How hybrid fuses its lists by default: convex (min-max normalised scores, weighted) or
+    /// rrf (reciprocal rank). Convex at 0.5 ranks SciFact best (docs/benchmarks.md).
+    #[arg(long, env = "MEMGPT_GATEWAY_FUSION", value_parser = ["rrf", "convex"], default_value = "convex")]
     pub fusion: String,
     /// RRF's k by default (at least 1).
     #[arg(long, env = "MEMGPT_GATEWAY_RRF_K", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]

@@ -16,9 +16,11 @@ pub const MAX_DOC_ID_BYTES: usize = 200;
 /// Metadata keys the gateway sets on every chunk.
 const RESERVED_METADATA: [&str; 2] = ["document_id", "chunk"];
 
-/// The first control character of `text` other than newline, carriage return and tab.
+/// The first C0 control character (or DEL) of `text` other than newline, carriage return
+/// and tab. C1 controls (U+0080 to U+009F) pass: real corpora hold them where Windows-1252
+/// punctuation was decoded as Latin-1 (SciFact has U+0096 for an en dash).
 fn control_character(text: &str) -> Option<char> {
-    text.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    text.chars().find(|c| (*c < ' ' || *c == '\u{7f}') && !matches!(c, '\n' | '\r' | '\t'))
 }
 
 /// A text field a person writes (a question, a chat message, a document): not blank, no

@@ -179,8 +179,10 @@ pub fn retrieval(field: &str, retrieval: Option<&pb::Retrieval>) -> Result<Retri
         pb::RetrievalMode::Unspecified | pb::RetrievalMode::Dense => Retrieval::Dense,
         pb::RetrievalMode::Sparse => Retrieval::Sparse,
         pb::RetrievalMode::Hybrid => Retrieval::Hybrid(match fusion {
-            pb::Fusion::Unspecified | pb::Fusion::Rrf => Fusion::Rrf { k: r.rrf_k.unwrap_or(fusion::DEFAULT_RRF_K) },
-            pb::Fusion::Convex => Fusion::Convex { dense_weight: r.dense_weight.unwrap_or(fusion::DEFAULT_DENSE_WEIGHT) },
+            pb::Fusion::Rrf => Fusion::Rrf { k: r.rrf_k.unwrap_or(fusion::DEFAULT_RRF_K) },
+            pb::Fusion::Unspecified | pb::Fusion::Convex => {
+                Fusion::Convex { dense_weight: r.dense_weight.unwrap_or(fusion::DEFAULT_DENSE_WEIGHT) }
+            }
         }),
     })
 }

@@ -73,7 +73,9 @@ async fn sparse_and_hybrid_rank_by_the_words_and_say_which_list_found_each() {
         assert!(sparse[0].sparse_score.unwrap() > sparse[1].sparse_score.unwrap(), "{store}: {sparse:?}");
 
         // RRF: the records both lists found come first, then the dense list's best.
-        let hybrid = c.search(search(pb::RetrievalMode::Hybrid, 5, "zygomorphic orchids")).await.unwrap().into_inner().hits;
+        let mut rrf = search(pb::RetrievalMode::Hybrid, 5, "zygomorphic orchids");
+        rrf.retrieval.as_mut().unwrap().fusion = pb::Fusion::Rrf as i32;
+        let hybrid = c.search(rrf).await.unwrap().into_inner().hits;
         let mut top2: Vec<&str> = ids(&hybrid)[..2].to_vec();
         top2.sort();
         assert_eq!((top2, hybrid[2].id.as_str()), (vec!["also", "words"], "near"), "{store}: {:?}", ids(&hybrid));

@@ -134,6 +134,31 @@ async fn chat_sessions_recall_their_turns_and_belong_to_their_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_and_ask_see_what_held_as_of_their_time_and_say_which_list_found_it() {
+    let mut c = common::gateway_client(gateway(&["--no-auth"])).await;
+    let until = gw::Document { valid_until: "2024-06-01T00:00:00Z".into(), ..doc("old", "The harbour master is Ailsa Grant.") };
+    let from = gw::Document { valid_from: "2024-06-01T00:00:00Z".into(), ..doc("new", "The harbour master is Tomas Reid.") };
+    c.remember(gw::RememberRequest { namespace: "asof".into(), documents: vec![until, from], ..Default::default() }).await.unwrap();
+    let search = |as_of: &str| gw::SearchRequest { question: "Who is the harbour master?".into(), namespaces: vec!["asof".into()], as_of: as_of.into(), ..Default::default() };
+    let found = |r: gw::SearchResponse| r.citations.into_iter().map(|c| c.document_id).collect::<Vec<_>>();
+    assert_eq!(found(c.search(search("2024-05-31T23:59:59Z")).await.unwrap().into_inner()), ["old"]);
+    let now = c.search(search("")).await.unwrap().into_inner();
+    assert_eq!((now.citations[0].dense_rank, now.citations[0].sparse_rank), (1, 1), "hybrid by default: {now:?}");
+    assert_eq!(found(now), ["new"]);
+    let ask = gw::AskRequest {
+        question: "Who is the harbour master?".into(),
+        namespaces: vec!["asof".into()],
+        as_of: "2024-01-01T00:00:00Z".into(),
+        retrieval: Some(mem::Retrieval { mode: mem::RetrievalMode::Sparse as i32, ..Default::default() }),
+        params: Some(memgpt_proto::generator::v1::SamplingParams { max_new_tokens: Some(4), ..Default::default() }),
+        ..Default::default()
+    };
+    let answer = c.ask(ask).await.unwrap().into_inner();
+    let cited: Vec<(&str, u32, u32)> = answer.citations.iter().map(|c| (c.document_id.as_str(), c.dense_rank, c.sparse_rank)).collect();
+    assert_eq!(cited, [("old", 0, 1)], "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_requests_name_the_field() {
     let mut c = common::gateway_client(gateway(&["--no-auth"])).await;
     let ask = |f: &dyn Fn(&mut gw::AskRequest)| {
