@@ -167,7 +167,8 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     tokio::task::block_in_place(|| store.optimize_now())?;
     let (points, indexed) = store.index_status();
-    println!("index build: {:.1} s ({indexed} of {points} vectors in HNSW segments)", started.elapsed().as_secs_f64());
+    // Each point has two vectors, the dense one (HNSW) and its BM25 one (an inverted index).
+    println!("index build: {:.1} s ({indexed} vectors of {points} points in indexed segments)", started.elapsed().as_secs_f64());
 
     let k = 10;
     if let Some(n) = args.search_only {
@@ -213,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
         store.search(dense(q, k)).await?;
         times.push(t.elapsed());
     }
-    report(&format!("search in-process after reopening ({indexed} of {points} indexed)"), times);
+    report(&format!("search in-process after reopening ({indexed} vectors of {points} points indexed)"), times);
     drop(store);
 
     // The same store served over gRPC on loopback.

@@ -20,23 +20,24 @@ impl Inner {
         let n = self.shards.len();
         match op {
             JournalOp::Upsert { namespace, records } => {
-                let mut per_shard: Vec<Vec<PointStructPersisted>> = vec![Vec::new(); n];
+                let mut per_shard: Vec<Vec<&Record>> = vec![Vec::new(); n];
                 for record in records {
-                    let point = convert::to_point(namespace, record);
-                    let PointId::Uuid(uuid) = point.id else { unreachable!("uuid point ids") };
-                    per_shard[shard_of(&uuid, n)].push(point);
+                    per_shard[shard_of(&point_uuid(namespace, &record.id), n)].push(record);
                 }
                 self.par_shards(|i, shard| {
-                    let points = &per_shard[i];
-                    if points.is_empty() {
+                    if per_shard[i].is_empty() {
                         return Ok(0);
                     }
+                    // Each shard's thread makes its own points (the BM25 vectors included).
+                    let points: Vec<PointStructPersisted> =
+                        per_shard[i].iter().map(|r| convert::to_point(namespace, r)).collect();
+                    let count = points.len() as u64;
                     let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
-                        PointInsertOperations::PointsList(points.clone()),
+                        PointInsertOperations::PointsList(points),
                     ));
                     shard.edge.update(op).map_err(MemoryError::store)?;
                     shard.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
-                    Ok(points.len() as u64)
+                    Ok(count)
                 })
             }
             JournalOp::DeleteIds { namespace, ids } => {
