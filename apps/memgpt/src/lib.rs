@@ -6,6 +6,8 @@
 //! The library of the `memgpt` package, whose binary sits above it: the one package that
 //! depends on all three services.
 
+pub mod scoring;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -8,6 +8,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use memgpt_models::encoder::bert::{Bert, Precision};
 
+use memgpt_stack::scoring::metrics;
+
 use crate::ModelArgs;
 
 /// Options of `memgpt eval retrieval`.
@@ -56,21 +58,6 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
             serde_json::from_str(&line).with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1))
         })
         .collect()
-}
-
-/// The metrics of one ranking against its judgements.
-pub fn metrics(ranked: &[&str], relevant: &HashMap<String, i64>, k: usize) -> (f64, f64, f64) {
-    let top = &ranked[..k.min(ranked.len())];
-    let dcg: f64 = top.iter().enumerate().map(|(i, d)| *relevant.get(*d).unwrap_or(&0) as f64 / (i as f64 + 2.0).log2()).sum();
-    let mut ideal: Vec<i64> = relevant.values().copied().filter(|&r| r > 0).collect();
-    ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(i, &r)| r as f64 / (i as f64 + 2.0).log2()).sum();
-    let positives = relevant.values().filter(|&&r| r > 0).count();
-    let hits = top.iter().filter(|d| relevant.get(**d).is_some_and(|&r| r > 0)).count();
-    let mrr = top.iter().position(|d| relevant.get(*d).is_some_and(|&r| r > 0)).map(|i| 1.0 / (i as f64 + 1.0)).unwrap_or(0.0);
-    let ndcg = if idcg > 0.0 { dcg / idcg } else { 0.0 };
-    let recall = if positives > 0 { hits as f64 / positives as f64 } else { 0.0 };
-    (ndcg, recall, mrr)
 }
 
 /// Runs the evaluation and prints `nDCG@10 x`, `Recall@10 x`, `MRR@10 x`.
@@ -181,21 +168,4 @@ pub fn retrieval(args: RetrievalArgs) -> anyhow::Result<()> {
     }
     beir.report(&rankings);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_follow_the_trec_definitions() {
-        let rel: HashMap<String, i64> = [("a".to_string(), 1), ("b".to_string(), 1)].into();
-        let (ndcg, recall, mrr) = metrics(&["x", "a", "y", "b"], &rel, 10);
-        let dcg = 1.0 / 3f64.log2() + 1.0 / 5f64.log2();
-        let idcg = 1.0 + 1.0 / 3f64.log2();
-        assert!((ndcg - dcg / idcg).abs() < 1e-12);
-        assert_eq!((recall, mrr), (1.0, 0.5));
-        let (ndcg, recall, mrr) = metrics(&["x", "y"], &rel, 10);
-        assert_eq!((ndcg, recall, mrr), (0.0, 0.0, 0.0));
-    }
 }

@@ -1,12 +1,13 @@
 //! SQuAD v1.1 data and scoring: questions with their paragraph, the official answer
 //! normalisation, exact match and token F1 (best over the gold answers).
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context;
 use serde::Deserialize;
+
+pub use memgpt_stack::scoring::{exact_match, f1};
 
 #[derive(Deserialize)]
 struct File {
@@ -99,67 +100,5 @@ impl Squad {
         qs.sort_by_key(|q| stable_hash(&q.id));
         qs.truncate(n);
         qs
-    }
-}
-
-/// SQuAD's normalisation: lower case, no punctuation, no articles, single spaces.
-pub fn normalize(s: &str) -> String {
-    let lower: String = s.to_lowercase().chars().filter(|c| !c.is_ascii_punctuation()).collect();
-    lower.split_whitespace().filter(|w| !matches!(*w, "a" | "an" | "the")).collect::<Vec<_>>().join(" ")
-}
-
-/// Exact match against the best gold answer (0 or 1).
-pub fn exact_match(prediction: &str, golds: &[String]) -> f64 {
-    let p = normalize(prediction);
-    if golds.iter().any(|g| normalize(g) == p) {
-        1.0
-    } else {
-        0.0
-    }
-}
-
-/// Token F1 against the best gold answer.
-pub fn f1(prediction: &str, golds: &[String]) -> f64 {
-    let p = normalize(prediction);
-    let pt: Vec<&str> = p.split_whitespace().collect();
-    golds
-        .iter()
-        .map(|g| {
-            let g = normalize(g);
-            let gt: Vec<&str> = g.split_whitespace().collect();
-            let mut counts: HashMap<&str, i64> = HashMap::new();
-            for t in &gt {
-                *counts.entry(t).or_default() += 1;
-            }
-            let mut same = 0i64;
-            for t in &pt {
-                if let Some(c) = counts.get_mut(t) {
-                    if *c > 0 {
-                        *c -= 1;
-                        same += 1;
-                    }
-                }
-            }
-            if same == 0 {
-                return 0.0;
-            }
-            let precision = same as f64 / pt.len() as f64;
-            let recall = same as f64 / gt.len() as f64;
-            2.0 * precision * recall / (precision + recall)
-        })
-        .fold(0.0, f64::max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn squad_scoring() {
-        let golds = vec!["the Denver Broncos".to_string(), "Broncos".to_string()];
-        assert_eq!(exact_match("Denver Broncos!", &golds), 1.0);
-        assert_eq!(exact_match("Carolina", &golds), 0.0);
-        assert!((f1("the Denver team", &golds) - 0.5).abs() < 1e-9);
-        assert_eq!(normalize("  The  Cat's, a HAT "), "cats hat");
     }
 }
