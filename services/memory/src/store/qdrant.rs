@@ -8,28 +8,29 @@
 //! IDF modifier), and validity times in integer-indexed payload fields; a collection made by
 //! an older version, without them, is refused with what to do.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use qdrant_client::qdrant::point_id::PointIdOptions;
-use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
-    self as q, Condition as QCondition, CountPointsBuilder, CreateCollectionBuilder,
+    self as q, CountPointsBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter as QFilter,
     GetPointsBuilder, KeywordIndexParamsBuilder, Modifier, NamedVectors, PointId, PointStruct,
     PointsIdsList, Query, QueryPointsBuilder, ScrollPointsBuilder, SearchParamsBuilder,
     SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector,
     VectorInput, VectorParamsBuilder,
 };
-use qdrant_client::{Payload, Qdrant};
+use qdrant_client::Qdrant;
 use tokio::sync::Semaphore;
 
 use super::{
-    fusion, lexical, numeric_metadata, point_uuid, Filter, Hit, Lists, Millis, Page, Predicate,
-    Record, SearchQuery, Validity, VectorStore, EXPIRES_KEY, ID_KEY, META_KEY, NAMESPACE_KEY,
-    NUM_KEY, TEXT_KEY, VALID_FROM_KEY, VALID_UNTIL_KEY,
+    fusion, lexical, Filter, Hit, Lists, Millis, Page, Record, SearchQuery, VectorStore, EXPIRES_KEY,
+    NAMESPACE_KEY, VALID_FROM_KEY, VALID_UNTIL_KEY,
 };
+
+mod convert;
+use convert::{expired_filter, hits, payload_of, record_of, search_filter, string_of, to_filter, uuid_id};
 use crate::error::{MemoryError, Result};
 
 /// Configuration of the qdrant store.
@@ -164,132 +165,6 @@ impl QdrantStore {
             .try_acquire_owned()
             .map_err(|_| MemoryError::Overloaded { limit: self.config.max_inflight_writes })
     }
-}
-
-fn to_filter(namespace: &str, filter: Option<&Filter>) -> QFilter {
-    QFilter::must(conditions(namespace, filter))
-}
-
-fn at(t: Millis) -> Option<f64> {
-    Some(t as f64)
-}
-
-/// The filter of a search: the namespace, the metadata filter, valid as of `as_of` and not
-/// expired by `now`.
-fn search_filter(query: &SearchQuery) -> QFilter {
-    let mut must = conditions(&query.namespace, query.filter.as_ref());
-    must.push(QCondition::range(VALID_FROM_KEY, q::Range { lte: at(query.as_of), ..Default::default() }));
-    must.push(QCondition::range(VALID_UNTIL_KEY, q::Range { gt: at(query.as_of), ..Default::default() }));
-    must.push(QCondition::range(EXPIRES_KEY, q::Range { gt: at(query.now), ..Default::default() }));
-    QFilter::must(must)
-}
-
-fn expired_filter(namespace: Option<&str>, now: Millis) -> QFilter {
-    let mut must = namespace.map(|ns| conditions(ns, None)).unwrap_or_default();
-    must.push(QCondition::range(EXPIRES_KEY, q::Range { lte: at(now), ..Default::default() }));
-    QFilter::must(must)
-}
-
-fn conditions(namespace: &str, filter: Option<&Filter>) -> Vec<QCondition> {
-    let mut must = vec![QCondition::matches(NAMESPACE_KEY, q::r#match::MatchValue::Keyword(namespace.into()))];
-    for c in filter.map(|f| f.must.as_slice()).unwrap_or_default() {
-        let meta = format!("{META_KEY}.\"{}\"", c.key);
-        must.push(match &c.predicate {
-            Predicate::Equals(v) => QCondition::matches(meta, q::r#match::MatchValue::Keyword(v.clone())),
-            Predicate::AnyOf(vs) => QCondition::matches(meta, vs.clone()),
-            Predicate::Range { gt, gte, lt, lte } => QCondition::range(
-                format!("{NUM_KEY}.\"{}\"", c.key),
-                q::Range { gt: *gt, gte: *gte, lt: *lt, lte: *lte },
-            ),
-        });
-    }
-    must
-}
-
-fn payload_of(namespace: &str, record: &Record) -> Result<Payload> {
-    Payload::try_from(serde_json::json!({
-        NAMESPACE_KEY: namespace,
-        ID_KEY: record.id,
-        TEXT_KEY: record.text,
-        META_KEY: record.metadata,
-        NUM_KEY: numeric_metadata(&record.metadata),
-        VALID_FROM_KEY: record.validity.from_or_min(),
-        VALID_UNTIL_KEY: record.validity.until_or_max(),
-        EXPIRES_KEY: record.validity.expires_or_max(),
-    }))
-    .map_err(MemoryError::store)
-}
-
-fn validity_of(payload: &HashMap<String, q::Value>) -> Validity {
-    let time = |key: &str| match payload.get(key).and_then(|v| v.kind.as_ref()) {
-        Some(Kind::IntegerValue(t)) => Some(*t),
-        Some(Kind::DoubleValue(t)) => Some(*t as i64),
-        _ => None,
-    };
-    Validity::from_stored(time(VALID_FROM_KEY), time(VALID_UNTIL_KEY), time(EXPIRES_KEY))
-}
-
-fn record_of(payload: &HashMap<String, q::Value>, vectors: Option<q::VectorsOutput>) -> Record {
-    Record {
-        id: string_of(payload, ID_KEY),
-        vector: vector_of(vectors),
-        text: string_of(payload, TEXT_KEY),
-        metadata: metadata_of(payload),
-        validity: validity_of(payload),
-    }
-}
-
-fn hits(points: Vec<q::ScoredPoint>) -> Vec<Hit> {
-    points
-        .into_iter()
-        .map(|p| Hit {
-            id: string_of(&p.payload, ID_KEY),
-            score: p.score,
-            text: string_of(&p.payload, TEXT_KEY),
-            metadata: metadata_of(&p.payload),
-            validity: validity_of(&p.payload),
-            dense: None,
-            sparse: None,
-        })
-        .collect()
-}
-
-fn string_of(payload: &HashMap<String, q::Value>, key: &str) -> String {
-    match payload.get(key).and_then(|v| v.kind.as_ref()) {
-        Some(Kind::StringValue(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
-fn metadata_of(payload: &HashMap<String, q::Value>) -> BTreeMap<String, String> {
-    match payload.get(META_KEY).and_then(|v| v.kind.as_ref()) {
-        Some(Kind::StructValue(s)) => s
-            .fields
-            .iter()
-            .filter_map(|(k, v)| match &v.kind {
-                Some(Kind::StringValue(s)) => Some((k.clone(), s.clone())),
-                _ => None,
-            })
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
-fn vector_of(vectors: Option<q::VectorsOutput>) -> Vec<f32> {
-    #[allow(deprecated)]
-    let dense = |v: q::VectorOutput| match v.vector {
-        Some(q::vector_output::Vector::Dense(d)) => d.data,
-        _ => v.data,
-    };
-    match vectors.and_then(|v| v.vectors_options) {
-        Some(q::vectors_output::VectorsOptions::Vector(v)) => dense(v),
-        Some(q::vectors_output::VectorsOptions::Vectors(mut named)) => named.vectors.remove("").map(dense).unwrap_or_default(),
-        None => Vec::new(),
-    }
-}
-
-fn uuid_id(namespace: &str, id: &str) -> PointId {
-    PointId::from(point_uuid(namespace, id).to_string())
 }
 
 #[async_trait]

@@ -1,0 +1,141 @@
+//! Conversions between the domain types and the Qdrant API's: filters (namespace, metadata,
+//! validity), payloads, points read back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use qdrant_client::qdrant::value::Kind;
+use qdrant_client::qdrant::{self as q, Condition as QCondition, Filter as QFilter, PointId};
+use qdrant_client::Payload;
+
+use crate::error::{MemoryError, Result};
+use crate::store::{
+    numeric_metadata, point_uuid, Filter, Hit, Millis, Predicate, Record, SearchQuery, Validity,
+    EXPIRES_KEY, ID_KEY, META_KEY, NAMESPACE_KEY, NUM_KEY, TEXT_KEY, VALID_FROM_KEY,
+    VALID_UNTIL_KEY,
+};
+
+pub(super) fn to_filter(namespace: &str, filter: Option<&Filter>) -> QFilter {
+    QFilter::must(conditions(namespace, filter))
+}
+
+pub(super) fn at(t: Millis) -> Option<f64> {
+    Some(t as f64)
+}
+
+/// The filter of a search: the namespace, the metadata filter, valid as of `as_of` and not
+/// expired by `now`.
+pub(super) fn search_filter(query: &SearchQuery) -> QFilter {
+    let mut must = conditions(&query.namespace, query.filter.as_ref());
+    must.push(QCondition::range(VALID_FROM_KEY, q::Range { lte: at(query.as_of), ..Default::default() }));
+    must.push(QCondition::range(VALID_UNTIL_KEY, q::Range { gt: at(query.as_of), ..Default::default() }));
+    must.push(QCondition::range(EXPIRES_KEY, q::Range { gt: at(query.now), ..Default::default() }));
+    QFilter::must(must)
+}
+
+pub(super) fn expired_filter(namespace: Option<&str>, now: Millis) -> QFilter {
+    let mut must = namespace.map(|ns| conditions(ns, None)).unwrap_or_default();
+    must.push(QCondition::range(EXPIRES_KEY, q::Range { lte: at(now), ..Default::default() }));
+    QFilter::must(must)
+}
+
+pub(super) fn conditions(namespace: &str, filter: Option<&Filter>) -> Vec<QCondition> {
+    let mut must = vec![QCondition::matches(NAMESPACE_KEY, q::r#match::MatchValue::Keyword(namespace.into()))];
+    for c in filter.map(|f| f.must.as_slice()).unwrap_or_default() {
+        let meta = format!("{META_KEY}.\"{}\"", c.key);
+        must.push(match &c.predicate {
+            Predicate::Equals(v) => QCondition::matches(meta, q::r#match::MatchValue::Keyword(v.clone())),
+            Predicate::AnyOf(vs) => QCondition::matches(meta, vs.clone()),
+            Predicate::Range { gt, gte, lt, lte } => QCondition::range(
+                format!("{NUM_KEY}.\"{}\"", c.key),
+                q::Range { gt: *gt, gte: *gte, lt: *lt, lte: *lte },
+            ),
+        });
+    }
+    must
+}
+
+pub(super) fn payload_of(namespace: &str, record: &Record) -> Result<Payload> {
+    Payload::try_from(serde_json::json!({
+        NAMESPACE_KEY: namespace,
+        ID_KEY: record.id,
+        TEXT_KEY: record.text,
+        META_KEY: record.metadata,
+        NUM_KEY: numeric_metadata(&record.metadata),
+        VALID_FROM_KEY: record.validity.from_or_min(),
+        VALID_UNTIL_KEY: record.validity.until_or_max(),
+        EXPIRES_KEY: record.validity.expires_or_max(),
+    }))
+    .map_err(MemoryError::store)
+}
+
+pub(super) fn validity_of(payload: &HashMap<String, q::Value>) -> Validity {
+    let time = |key: &str| match payload.get(key).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::IntegerValue(t)) => Some(*t),
+        Some(Kind::DoubleValue(t)) => Some(*t as i64),
+        _ => None,
+    };
+    Validity::from_stored(time(VALID_FROM_KEY), time(VALID_UNTIL_KEY), time(EXPIRES_KEY))
+}
+
+pub(super) fn record_of(payload: &HashMap<String, q::Value>, vectors: Option<q::VectorsOutput>) -> Record {
+    Record {
+        id: string_of(payload, ID_KEY),
+        vector: vector_of(vectors),
+        text: string_of(payload, TEXT_KEY),
+        metadata: metadata_of(payload),
+        validity: validity_of(payload),
+    }
+}
+
+pub(super) fn hits(points: Vec<q::ScoredPoint>) -> Vec<Hit> {
+    points
+        .into_iter()
+        .map(|p| Hit {
+            id: string_of(&p.payload, ID_KEY),
+            score: p.score,
+            text: string_of(&p.payload, TEXT_KEY),
+            metadata: metadata_of(&p.payload),
+            validity: validity_of(&p.payload),
+            dense: None,
+            sparse: None,
+        })
+        .collect()
+}
+
+pub(super) fn string_of(payload: &HashMap<String, q::Value>, key: &str) -> String {
+    match payload.get(key).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StringValue(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+pub(super) fn metadata_of(payload: &HashMap<String, q::Value>) -> BTreeMap<String, String> {
+    match payload.get(META_KEY).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StructValue(s)) => s
+            .fields
+            .iter()
+            .filter_map(|(k, v)| match &v.kind {
+                Some(Kind::StringValue(s)) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+pub(super) fn vector_of(vectors: Option<q::VectorsOutput>) -> Vec<f32> {
+    #[allow(deprecated)]
+    let dense = |v: q::VectorOutput| match v.vector {
+        Some(q::vector_output::Vector::Dense(d)) => d.data,
+        _ => v.data,
+    };
+    match vectors.and_then(|v| v.vectors_options) {
+        Some(q::vectors_output::VectorsOptions::Vector(v)) => dense(v),
+        Some(q::vectors_output::VectorsOptions::Vectors(mut named)) => named.vectors.remove("").map(dense).unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
+pub(super) fn uuid_id(namespace: &str, id: &str) -> PointId {
+    PointId::from(point_uuid(namespace, id).to_string())
+}
