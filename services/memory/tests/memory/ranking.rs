@@ -26,6 +26,33 @@ fn stores(test: &str) -> Vec<(&'static str, Vec<String>)> {
     stores
 }
 
+/// Deletes a test's Qdrant collection (the qdrant store never deletes one itself).
+async fn drop_collection(flags: &[String]) {
+    let value = |name: &str| flags.iter().position(|f| f == name).map(|i| flags[i + 1].clone());
+    if let (Some(url), Some(collection)) = (value("--qdrant-url"), value("--qdrant-collection")) {
+        let client = qdrant_client::Qdrant::from_url(&url).skip_compatibility_check().build().unwrap();
+        client.delete_collection(collection).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qdrant_collection_of_an_older_version_is_refused_with_what_to_do() {
+    let Ok(url) = std::env::var("QDRANT_URL") else {
+        eprintln!("skipped: set QDRANT_URL to a Qdrant server's gRPC URL (http://127.0.0.1:6334)");
+        return;
+    };
+    use qdrant_client::qdrant::{CreateCollectionBuilder, Distance, VectorParamsBuilder};
+    let collection = format!("memgpt-test-old-{}", uuid::Uuid::new_v4().simple());
+    let client = qdrant_client::Qdrant::from_url(&url).skip_compatibility_check().build().unwrap();
+    let dense_only = CreateCollectionBuilder::new(&collection).vectors_config(VectorParamsBuilder::new(crate::common::DIM as u64, Distance::Cosine));
+    client.create_collection(dense_only).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &["--store", "qdrant", "--qdrant-url", &url, "--qdrant-collection", &collection]);
+    let err = memgpt_memory::server::open_store(&config).await.err().expect("refused").to_string();
+    client.delete_collection(&collection).await.unwrap();
+    assert!(err.contains("bm25") && err.contains("--qdrant-collection"), "{err}");
+}
+
 async fn serve(dir: &std::path::Path, flags: &[String], extra: &[&str]) -> (InProcess, pb::memory_client::MemoryClient<tonic::transport::Channel>) {
     let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
     all.extend(extra);
@@ -114,6 +141,7 @@ async fn sparse_and_hybrid_rank_by_the_words_and_say_which_list_found_each() {
             assert!(status.message().contains(field), "{store}: {:?} does not name {field}", status.message());
         }
         server.stop().await.unwrap();
+        drop_collection(&flags).await;
     }
 }
 
@@ -195,5 +223,6 @@ async fn a_superseded_fact_is_found_only_before_its_end_and_an_expired_one_is_sw
         let metrics = memgpt_telemetry::metrics::render();
         assert!(metrics.lines().any(|l| l.starts_with("memgpt_memory_expired_deleted_total") && !l.ends_with(" 0")), "{store}: {metrics}");
         server.stop().await.unwrap();
+        drop_collection(&flags).await;
     }
 }
