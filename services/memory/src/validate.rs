@@ -196,9 +196,8 @@ pub fn as_of(field: &str, value: &str, now: Millis) -> Result<Millis> {
 pub fn search(req: pb::SearchRequest, limits: &Limits) -> Result<SearchQuery> {
     name("namespace", &req.namespace)?;
     let retrieval = retrieval("retrieval", req.retrieval.as_ref())?;
-    if retrieval.dense() {
-        vector("vector", &req.vector, limits)?;
-    } else if !req.vector.is_empty() {
+    // The sparse mode needs no vector; one that is sent must still be well-formed.
+    if retrieval.dense() || !req.vector.is_empty() {
         vector("vector", &req.vector, limits)?;
     }
     if retrieval.sparse() && req.query_text.trim().is_empty() {
@@ -253,7 +252,7 @@ pub enum DeleteTarget {
     Expired(Option<String>),
 }
 
-/// A Delete request; the namespace is `None` only for expired records of every namespace.
+/// A Delete request (with `expired` and no namespace: the expired records of every namespace).
 pub fn delete(req: pb::DeleteRequest) -> Result<(String, DeleteTarget)> {
     if req.expired {
         if !req.ids.is_empty() || req.filter.is_some() {
