@@ -1,4 +1,5 @@
-//! Connecting to a gateway: address, API key (sent as `authorization: Bearer`), optional TLS.
+//! Connecting to a gateway: address, API key (sent as `authorization: Bearer`), optional TLS;
+//! and the wire form of a ranking that the client commands and batch lines ask for.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use memgpt_proto::gateway::v1::gateway_client::GatewayClient;
 use memgpt_proto::generator::v1::generator_client::GeneratorClient;
+use memgpt_proto::memory::v1 as mem;
 use memgpt_proto::auth::Bearer;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -80,4 +82,20 @@ impl ClientArgs {
 /// A gRPC status as one line: its code and message.
 pub fn describe(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
+}
+
+/// A ranking from its names (unknown or absent names leave the server's default).
+pub fn ranking(mode: Option<&str>, fusion: Option<&str>, rrf_k: Option<u32>, dense_weight: Option<f32>) -> mem::Retrieval {
+    let mode = match mode {
+        Some("dense") => mem::RetrievalMode::Dense,
+        Some("sparse") => mem::RetrievalMode::Sparse,
+        Some("hybrid") => mem::RetrievalMode::Hybrid,
+        _ => mem::RetrievalMode::Unspecified,
+    };
+    let fusion = match fusion {
+        Some("rrf") => mem::Fusion::Rrf,
+        Some("convex") => mem::Fusion::Convex,
+        _ => mem::Fusion::Unspecified,
+    };
+    mem::Retrieval { mode: mode as i32, fusion: fusion as i32, rrf_k, dense_weight }
 }

@@ -7,7 +7,7 @@ use memgpt_proto::gateway::v1 as gw;
 use memgpt_proto::generator::v1 as gen;
 use memgpt_proto::memory::v1 as mem;
 
-use crate::client::{describe, ClientArgs};
+use crate::client::{describe, ranking, ClientArgs};
 
 /// Retrieval options shared by ask, search and chat.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,22 +54,6 @@ impl Retrieval {
     pub fn as_of(&self) -> String {
         self.as_of.clone().unwrap_or_default()
     }
-}
-
-/// A ranking from its names (unknown or absent names leave the server's default).
-pub fn ranking(mode: Option<&str>, fusion: Option<&str>, rrf_k: Option<u32>, dense_weight: Option<f32>) -> mem::Retrieval {
-    let mode = match mode {
-        Some("dense") => mem::RetrievalMode::Dense,
-        Some("sparse") => mem::RetrievalMode::Sparse,
-        Some("hybrid") => mem::RetrievalMode::Hybrid,
-        _ => mem::RetrievalMode::Unspecified,
-    };
-    let fusion = match fusion {
-        Some("rrf") => mem::Fusion::Rrf,
-        Some("convex") => mem::Fusion::Convex,
-        _ => mem::Fusion::Unspecified,
-    };
-    mem::Retrieval { mode: mode as i32, fusion: fusion as i32, rrf_k, dense_weight }
 }
 
 /// Generation options shared by ask and chat.

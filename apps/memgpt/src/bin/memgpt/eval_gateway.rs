@@ -97,7 +97,7 @@ pub fn gateway_retrieval(args: GatewayRetrievalArgs) -> anyhow::Result<()> {
             eprintln!("remembered {} documents in {secs:.1} s ({:.1} documents/s)", to_remember.len(), to_remember.len() as f64 / secs);
             let mut per_mode = Vec::new();
             for mode in &args.retrieval {
-                let ranking = crate::commands::ranking(Some(mode), args.fusion.as_deref(), args.rrf_k, args.dense_weight);
+                let ranking = crate::client::ranking(Some(mode), args.fusion.as_deref(), args.rrf_k, args.dense_weight);
                 let started = Instant::now();
                 let searches = beir.test.iter().map(|(_, text)| {
                     let mut client = client.clone();

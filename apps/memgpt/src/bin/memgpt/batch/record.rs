@@ -64,7 +64,7 @@ fn ranking(o: &Value) -> Result<Option<memgpt_proto::memory::v1::Retrieval>, Str
     if mode.is_none() && fusion.is_none() && rrf_k.is_none() && dense_weight.is_none() {
         return Ok(None);
     }
-    Ok(Some(crate::commands::ranking(mode, fusion, rrf_k, dense_weight)))
+    Ok(Some(crate::client::ranking(mode, fusion, rrf_k, dense_weight)))
 }
 
 fn request(v: &Value, default_namespace: &str, defaults: &gen::SamplingParams) -> Result<gw::AskRequest, String> {
