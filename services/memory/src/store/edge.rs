@@ -328,7 +328,8 @@ impl VectorStore for EdgeStore {
         }
         let depth = query.depth();
         let ef = self.inner.config.hnsw_ef.max(depth);
-        let sparse_query = query.retrieval.sparse().then(|| lexical::query(&query.text));
+        // A text of stop words only has no terms: its BM25 list is empty, not searched.
+        let sparse_query = query.retrieval.sparse().then(|| lexical::query(&query.text)).filter(|q| !q.indices.is_empty());
         let query = Arc::new(query);
         let per_shard = {
             let query = Arc::clone(&query);

@@ -207,17 +207,21 @@ impl VectorStore for QdrantStore {
                     .build(),
             );
         }
-        if query.retrieval.sparse() {
-            let sparse = lexical::query(&query.text);
+        // A text of stop words only has no terms: its BM25 list is empty, not searched.
+        let sparse = query.retrieval.sparse().then(|| lexical::query(&query.text)).filter(|q| !q.indices.is_empty());
+        if let Some(sparse) = &sparse {
             batch.push(
                 QueryPointsBuilder::new(&self.config.collection)
-                    .query(Query::new_nearest(VectorInput::new_sparse(sparse.indices, sparse.values)))
+                    .query(Query::new_nearest(VectorInput::new_sparse(sparse.indices.clone(), sparse.values.clone())))
                     .using(lexical::SPARSE_VECTOR)
                     .limit(depth)
                     .filter(filter)
                     .with_payload(true)
                     .build(),
             );
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
         let request = q::QueryBatchPoints {
             collection_name: self.config.collection.clone(),
@@ -229,7 +233,7 @@ impl VectorStore for QdrantStore {
         if query.retrieval.dense() {
             lists.dense = hits(results.next().map(|r| r.result).unwrap_or_default());
         }
-        if query.retrieval.sparse() {
+        if sparse.is_some() {
             lists.sparse = hits(results.next().map(|r| r.result).unwrap_or_default());
         }
         Ok(fusion::rank(query.retrieval, lists, query.top_k, query.min_score))

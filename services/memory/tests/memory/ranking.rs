@@ -37,9 +37,12 @@ async fn drop_collection(flags: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qdrant_collection_of_an_older_version_is_refused_with_what_to_do() {
-    let Ok(url) = std::env::var("QDRANT_URL") else {
-        eprintln!("skipped: set QDRANT_URL to a Qdrant server's gRPC URL (http://127.0.0.1:6334)");
-        return;
+    let url = match std::env::var("QDRANT_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            eprintln!("skipped: set QDRANT_URL to a Qdrant server's gRPC URL (http://127.0.0.1:6334)");
+            return;
+        }
     };
     use qdrant_client::qdrant::{CreateCollectionBuilder, Distance, VectorParamsBuilder};
     let collection = format!("memgpt-test-old-{}", uuid::Uuid::new_v4().simple());
@@ -98,6 +101,11 @@ async fn sparse_and_hybrid_rank_by_the_words_and_say_which_list_found_each() {
         assert_eq!(ids(&sparse), ["words", "also"], "{store}");
         assert_eq!((sparse[0].sparse_rank, sparse[0].dense_rank), (1, 0), "{store}");
         assert!(sparse[0].sparse_score.unwrap() > sparse[1].sparse_score.unwrap(), "{store}: {sparse:?}");
+        // Stop words only: no terms, so no BM25 hits, and hybrid is the dense list alone.
+        let none = c.search(search(pb::RetrievalMode::Sparse, 5, "the of and")).await.unwrap().into_inner().hits;
+        assert!(none.is_empty(), "{store}: {none:?}");
+        let dense_only = c.search(search(pb::RetrievalMode::Hybrid, 5, "what is it")).await.unwrap().into_inner().hits;
+        assert_eq!((dense_only[0].id.as_str(), dense_only[0].sparse_rank), ("near", 0), "{store}");
 
         // RRF: the records both lists found come first, then the dense list's best.
         let mut rrf = search(pb::RetrievalMode::Hybrid, 5, "zygomorphic orchids");
