@@ -217,6 +217,21 @@ pub fn shard_of(point: &uuid::Uuid, shards: usize) -> usize {
     (u64::from_le_bytes(head) % shards as u64) as usize
 }
 
+/// The stored payload of a record, the same in both stores: namespace, id, text, metadata (the
+/// numeric values also apart, for range filters) and the validity times.
+pub fn payload(namespace: &str, record: &Record) -> serde_json::Value {
+    serde_json::json!({
+        NAMESPACE_KEY: namespace,
+        ID_KEY: record.id,
+        TEXT_KEY: record.text,
+        META_KEY: record.metadata,
+        NUM_KEY: numeric_metadata(&record.metadata),
+        VALID_FROM_KEY: record.validity.from_or_min(),
+        VALID_UNTIL_KEY: record.validity.until_or_max(),
+        EXPIRES_KEY: record.validity.expires_or_max(),
+    })
+}
+
 /// Metadata values that parse as finite numbers, kept beside the strings for range filters.
 pub fn numeric_metadata(metadata: &BTreeMap<String, String>) -> BTreeMap<String, f64> {
     metadata

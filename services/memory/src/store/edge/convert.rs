@@ -3,14 +3,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use qdrant_edge::external::ordered_float::OrderedFloat;
-use qdrant_edge::external::serde_json::{self, json, Value};
+use qdrant_edge::external::serde_json::{self, Value};
 use qdrant_edge::{
     Condition as EdgeCondition, FieldCondition, Filter as EdgeFilter, JsonPath, Match, Payload,
     PointId, PointStructPersisted, Range as EdgeRange, VectorInternal, VectorStructInternal,
 };
 
 use crate::store::{
-    lexical, numeric_metadata, point_uuid, Condition, Filter, Millis, Predicate, Record, Validity,
+    lexical, point_uuid, Condition, Filter, Millis, Predicate, Record, Validity,
     EXPIRES_KEY, ID_KEY, META_KEY, NAMESPACE_KEY, NUM_KEY, TEXT_KEY, VALID_FROM_KEY,
     VALID_UNTIL_KEY,
 };
@@ -34,17 +34,7 @@ pub fn num_path(key: &str) -> JsonPath {
 
 /// The edge point of a record.
 pub fn to_point(namespace: &str, record: &Record) -> PointStructPersisted {
-    let payload = json!({
-        NAMESPACE_KEY: namespace,
-        ID_KEY: record.id,
-        TEXT_KEY: record.text,
-        META_KEY: record.metadata,
-        NUM_KEY: numeric_metadata(&record.metadata),
-        VALID_FROM_KEY: record.validity.from_or_min(),
-        VALID_UNTIL_KEY: record.validity.until_or_max(),
-        EXPIRES_KEY: record.validity.expires_or_max(),
-    });
-    let Value::Object(map) = payload else { unreachable!("json! object") };
+    let Value::Object(map) = crate::store::payload(namespace, record) else { unreachable!("json! object") };
     let vectors = HashMap::from([
         (String::new(), VectorInternal::Dense(record.vector.clone())),
         (lexical::SPARSE_VECTOR.to_string(), VectorInternal::Sparse(lexical::document(&record.text))),

@@ -9,7 +9,7 @@ use qdrant_client::Payload;
 
 use crate::error::{MemoryError, Result};
 use crate::store::{
-    numeric_metadata, point_uuid, Filter, Hit, Millis, Predicate, Record, SearchQuery, Validity,
+    point_uuid, Filter, Hit, Millis, Predicate, Record, SearchQuery, Validity,
     EXPIRES_KEY, ID_KEY, META_KEY, NAMESPACE_KEY, NUM_KEY, TEXT_KEY, VALID_FROM_KEY,
     VALID_UNTIL_KEY,
 };
@@ -55,17 +55,7 @@ pub(super) fn conditions(namespace: &str, filter: Option<&Filter>) -> Vec<QCondi
 }
 
 pub(super) fn payload_of(namespace: &str, record: &Record) -> Result<Payload> {
-    Payload::try_from(serde_json::json!({
-        NAMESPACE_KEY: namespace,
-        ID_KEY: record.id,
-        TEXT_KEY: record.text,
-        META_KEY: record.metadata,
-        NUM_KEY: numeric_metadata(&record.metadata),
-        VALID_FROM_KEY: record.validity.from_or_min(),
-        VALID_UNTIL_KEY: record.validity.until_or_max(),
-        EXPIRES_KEY: record.validity.expires_or_max(),
-    }))
-    .map_err(MemoryError::store)
+    Payload::try_from(crate::store::payload(namespace, record)).map_err(MemoryError::store)
 }
 
 pub(super) fn validity_of(payload: &HashMap<String, q::Value>) -> Validity {
