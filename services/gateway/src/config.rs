@@ -68,12 +68,22 @@ pub struct GatewayConfig {
     /// Largest top_k a request may ask for.
     #[arg(long, env = "MEMGPT_GATEWAY_MAX_TOP_K", default_value_t = 100)]
     pub max_top_k: u32,
-    /// Most namespaces per request.
-    #[arg(long, env = "MEMGPT_GATEWAY_MAX_NAMESPACES", default_value_t = 8)]
+    /// Most namespaces per request, 1 to 64 (one memory search takes them all, and a chat
+    /// turn's session namespace beside them).
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_NAMESPACES", default_value_t = 8, value_parser = namespace_count)]
     pub max_namespaces: usize,
-    /// Most documents per Remember.
+    /// Most documents per Remember (facts included).
     #[arg(long, env = "MEMGPT_GATEWAY_MAX_DOCUMENTS", default_value_t = 256)]
     pub max_documents: usize,
+    /// Largest `max_hops` of a question, and `hops` of a Neighbors walk.
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_HOPS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_hops: u32,
+    /// Most facts one hop adds to a question (or a Neighbors walk).
+    #[arg(long, env = "MEMGPT_GATEWAY_HOP_FANOUT", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub hop_fanout: u64,
+    /// Most facts the hops add to one question (or a Neighbors walk) in all.
+    #[arg(long, env = "MEMGPT_GATEWAY_HOP_FACTS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub hop_facts: u64,
     /// Longest question or chat message, in bytes.
     #[arg(long, env = "MEMGPT_GATEWAY_MAX_QUESTION_BYTES", default_value_t = 8 * 1024)]
     pub max_question_bytes: usize,
@@ -151,6 +161,13 @@ fn unit_interval(s: &str) -> Result<f32, String> {
     }
 }
 
+fn namespace_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a count from 1 to 64")),
+    }
+}
+
 impl GatewayConfig {
     /// A configuration with every default, as the binary would take it with no flags
     /// (environment included); the all-in-one stack and tests set fields on it.
@@ -166,6 +183,11 @@ impl GatewayConfig {
             (0, Some("fused")) => AttendMode::Fused as i32,
             (m, _) => m,
         }
+    }
+
+    /// The bounds of a walk over facts.
+    pub fn hop_bounds(&self) -> crate::stages::graph::Bounds {
+        crate::stages::graph::Bounds { per_hop: self.hop_fanout as usize, total: self.hop_facts as usize }
     }
 
     /// How requests that leave `retrieval` unset are ranked.

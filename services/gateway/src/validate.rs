@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use memgpt_proto::gateway::v1::{Document, Task};
+use memgpt_proto::gateway::v1::{self as gw, Document, Task};
 use memgpt_proto::memory::v1 as mem;
 
 use crate::auth::Principal;
@@ -15,6 +15,8 @@ use crate::error::{GatewayError, Result};
 pub const MAX_DOC_ID_BYTES: usize = 200;
 /// Metadata keys the gateway sets on every chunk.
 const RESERVED_METADATA: [&str; 2] = ["document_id", "chunk"];
+/// Longest subject, relation or object of a fact, in bytes.
+const MAX_FACT_PART_BYTES: usize = 512;
 
 /// The first C0 control character (or DEL) of `text` other than newline, carriage return
 /// and tab. C1 controls (U+0080 to U+009F) pass: real corpora hold them where Windows-1252
@@ -118,6 +120,47 @@ pub fn ranking(config: &GatewayConfig, retrieval: Option<&mem::Retrieval>) -> Re
     Ok(mem::Retrieval { mode, fusion, rrf_k: r.rrf_k.or(default.rrf_k), dense_weight: r.dense_weight.or(default.dense_weight) })
 }
 
+/// A question's `max_hops`: unset is 1 (retrieval alone); 1 to the gateway's limit.
+pub fn max_hops(config: &GatewayConfig, field: &str, max_hops: Option<u32>) -> Result<u32> {
+    match max_hops.unwrap_or(1) {
+        n if (1..=config.max_hops).contains(&n) => Ok(n),
+        n => Err(GatewayError::invalid(field, format!("is {n}; it must be 1 to {} (the gateway's --max-hops)", config.max_hops))),
+    }
+}
+
+/// The facts of a Remember, as the documents they are stored as: subject, relation and
+/// object 1 to 512 bytes without control characters, metadata as a document's.
+pub fn facts(facts: &[gw::Fact]) -> Result<Vec<Document>> {
+    let mut documents = Vec::with_capacity(facts.len());
+    for (i, f) in facts.iter().enumerate() {
+        for (name, value) in [("subject", &f.subject), ("relation", &f.relation), ("object", &f.object)] {
+            let field = format!("facts[{i}].{name}");
+            if value.trim().is_empty() || value.len() > MAX_FACT_PART_BYTES {
+                return Err(GatewayError::invalid(field, format!("must be 1 to {MAX_FACT_PART_BYTES} bytes, not blank (is {})", value.len())));
+            }
+            if let Some(c) = value.chars().find(|c| c.is_control()) {
+                return Err(GatewayError::invalid(field, format!("holds the control character {c:?}")));
+            }
+        }
+        metadata(&format!("facts[{i}].metadata"), &f.metadata)?;
+        let d = crate::stages::graph::fact_document(f);
+        validity(&format!("facts[{i}]"), &d)?;
+        documents.push(d);
+    }
+    Ok(documents)
+}
+
+/// A document's or a fact's metadata: keys clean and not the gateway's own.
+fn metadata(field: &str, metadata: &HashMap<String, String>) -> Result<()> {
+    if let Some(key) = metadata.keys().find(|k| k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_control() || c == '"' || c == '\\')) {
+        return Err(GatewayError::invalid(field, format!("key {key:?} must be 1 to 256 bytes without control characters, `\"` or `\\`")));
+    }
+    if let Some(key) = metadata.keys().find(|k| RESERVED_METADATA.contains(&k.as_str()) || k.starts_with(crate::stages::graph::PREFIX)) {
+        return Err(GatewayError::invalid(field, format!("`{key}` is set by the gateway")));
+    }
+    Ok(())
+}
+
 /// An RFC 3339 time (empty allowed: "unbounded" or "now"), checked here so a bad one fails
 /// before any work; returns it in milliseconds.
 pub fn time(field: &str, value: &str) -> Result<Option<i64>> {
@@ -151,9 +194,10 @@ pub fn namespace(who: &Principal, ns: &str) -> Result<()> {
 
 /// The documents of a Remember: 1 to `max_documents`, ids unique and well-formed, texts
 /// within the limit, metadata keys clean and not the gateway's own.
-pub fn documents(config: &GatewayConfig, documents: &[Document]) -> Result<()> {
-    if documents.is_empty() || documents.len() > config.max_documents {
-        return Err(GatewayError::invalid("documents", format!("give 1 to {} documents (got {})", config.max_documents, documents.len())));
+pub fn documents(config: &GatewayConfig, documents: &[Document], facts: usize) -> Result<()> {
+    let n = documents.len() + facts;
+    if n == 0 || n > config.max_documents {
+        return Err(GatewayError::invalid("documents", format!("give 1 to {} documents and facts (got {n})", config.max_documents)));
     }
     let mut seen = HashMap::new();
     for (i, d) in documents.iter().enumerate() {
@@ -164,12 +208,7 @@ pub fn documents(config: &GatewayConfig, documents: &[Document]) -> Result<()> {
             return Err(GatewayError::invalid(format!("documents[{i}].id"), format!("`{}` is also documents[{j}]", d.id)));
         }
         text(&format!("documents[{i}].text"), &d.text, config.max_document_bytes)?;
-        if let Some(key) = d.metadata.keys().find(|k| k.is_empty() || k.len() > 256 || k.chars().any(|c| c.is_control() || c == '"' || c == '\\')) {
-            return Err(GatewayError::invalid(format!("documents[{i}].metadata"), format!("key {key:?} must be 1 to 256 bytes without control characters, `\"` or `\\`")));
-        }
-        if let Some(key) = RESERVED_METADATA.iter().find(|k| d.metadata.contains_key(**k)) {
-            return Err(GatewayError::invalid(format!("documents[{i}].metadata"), format!("`{key}` is set by the gateway")));
-        }
+        metadata(&format!("documents[{i}].metadata"), &d.metadata)?;
         validity(&format!("documents[{i}]"), d)?;
     }
     Ok(())

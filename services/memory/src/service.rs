@@ -45,6 +45,7 @@ fn to_pb_record(r: Record) -> pb::Record {
 
 fn to_pb_hit(h: Hit) -> pb::Hit {
     pb::Hit {
+        namespace: h.namespace,
         id: h.id,
         score: h.score,
         text: h.text,
@@ -84,6 +85,14 @@ impl Memory for MemoryService {
         let hits = self.store()?.search(query).await?;
         tracing::Span::current().record("hits", hits.len());
         Ok(Response::new(pb::SearchResponse { hits: hits.into_iter().map(to_pb_hit).collect() }))
+    }
+
+    #[tracing::instrument(name = "memory.find", skip_all, fields(namespace = %request.get_ref().namespace, limit = request.get_ref().limit, hits))]
+    async fn find(&self, request: Request<pb::FindRequest>) -> Result<Response<pb::FindResponse>, Status> {
+        let query = validate::find(request.into_inner())?;
+        let found = self.store()?.find(query).await?;
+        tracing::Span::current().record("hits", found.hits.len());
+        Ok(Response::new(pb::FindResponse { hits: found.hits.into_iter().map(to_pb_hit).collect(), truncated: found.truncated }))
     }
 
     #[tracing::instrument(name = "memory.get", skip_all, fields(namespace = %request.get_ref().namespace, ids = request.get_ref().ids.len()))]

@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, HashSet};
 use memgpt_proto::memory::v1 as pb;
 
 use crate::error::{MemoryError, Result};
-use crate::store::{fusion, time, Condition, Filter, Fusion, Millis, Predicate, Record, Retrieval, SearchQuery};
+use crate::store::{fusion, time, Condition, Filter, FindQuery, Fusion, Millis, Predicate, Record, Retrieval, SearchQuery};
 
 /// Longest namespace or id, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 /// Largest top_k, page size and id list.
 pub const MAX_TOP_K: u32 = 1000;
+/// Most namespaces `more_namespaces` may add to one search.
+pub const MAX_SEARCH_NAMESPACES: usize = 64;
 
 /// Limits that requests are held to.
 #[derive(Debug, Clone)]
@@ -192,9 +194,42 @@ pub fn as_of(field: &str, value: &str, now: Millis) -> Result<Millis> {
     Ok(time::parse(field, value)?.unwrap_or(now))
 }
 
+/// The namespaces of a Search or Find: `namespace`, then `more_namespaces`.
+fn namespaces(namespace: String, more: Vec<String>) -> Result<Vec<String>> {
+    name("namespace", &namespace)?;
+    if more.len() > MAX_SEARCH_NAMESPACES {
+        let n = more.len();
+        return Err(invalid("more_namespaces", format!("lists {n}; at most {MAX_SEARCH_NAMESPACES} namespaces join one search")));
+    }
+    let mut namespaces = Vec::with_capacity(1 + more.len());
+    namespaces.push(namespace);
+    for ns in more {
+        name("more_namespaces", &ns)?;
+        if namespaces.contains(&ns) {
+            return Err(invalid("more_namespaces", format!("names {ns:?} twice")));
+        }
+        namespaces.push(ns);
+    }
+    Ok(namespaces)
+}
+
+/// A Find request.
+pub fn find(req: pb::FindRequest) -> Result<FindQuery> {
+    let namespaces = namespaces(req.namespace, req.more_namespaces)?;
+    let filter = match filter("filter", req.filter)? {
+        Some(f) if !f.must.is_empty() => f,
+        _ => return Err(invalid("filter", "has no condition; Find looks records up by their payload")),
+    };
+    if req.limit == 0 || req.limit > MAX_TOP_K {
+        return Err(invalid("limit", format!("is {}; it must be 1 to {MAX_TOP_K}", req.limit)));
+    }
+    let now = time::now();
+    Ok(FindQuery { namespaces, filter, limit: req.limit as usize, as_of: as_of("as_of", &req.as_of, now)?, now })
+}
+
 /// A Search request.
 pub fn search(req: pb::SearchRequest, limits: &Limits) -> Result<SearchQuery> {
-    name("namespace", &req.namespace)?;
+    let namespaces = namespaces(req.namespace, req.more_namespaces)?;
     let retrieval = retrieval("retrieval", req.retrieval.as_ref())?;
     // The sparse mode needs no vector; one that is sent must still be well-formed.
     if retrieval.dense() || !req.vector.is_empty() {
@@ -216,7 +251,7 @@ pub fn search(req: pb::SearchRequest, limits: &Limits) -> Result<SearchQuery> {
         }
     }
     Ok(SearchQuery {
-        namespace: req.namespace,
+        namespaces,
         vector: req.vector,
         top_k: req.top_k as usize,
         filter: filter("filter", req.filter)?,

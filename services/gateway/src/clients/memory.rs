@@ -49,6 +49,12 @@ impl MemoryClient {
         Ok(self.call(trace, req, self.read, |mut c, r| async move { c.search(r).await }).await?.hits)
     }
 
+    /// Records matching a filter (a payload lookup), and whether more matched than the limit.
+    pub async fn find(&self, trace: &Trace, req: mem::FindRequest) -> Result<(Vec<mem::Hit>, bool)> {
+        let found = self.call(trace, req, self.read, |mut c, r| async move { c.find(r).await }).await?;
+        Ok((found.hits, found.truncated))
+    }
+
     /// Stores records (waiting until they are durable); returns how many.
     pub async fn upsert(&self, trace: &Trace, namespace: &str, records: Vec<mem::Record>) -> Result<u64> {
         let req = mem::UpsertRequest { namespace: namespace.into(), records, wait: true };

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::auth::Principal;
 use crate::error::Result;
 use crate::stages::retrieve::{needs_vector, retrieve, Query};
-use crate::stages::{attend, output, Gateway};
+use crate::stages::{attend, graph, output, Gateway};
 use crate::trace::Trace;
 use crate::validate;
 
@@ -39,6 +39,7 @@ pub async fn ask(
     let retrieval = validate::ranking(&gw.config, req.retrieval.as_ref())?;
     validate::min_score(req.min_score, &retrieval)?;
     validate::time("as_of", &req.as_of)?;
+    let max_hops = validate::max_hops(&gw.config, "max_hops", req.max_hops)?;
     req.namespaces.extend(recall);
     let span = tracing::info_span!("ask", trace_id = %trace.trace_id, key = %who.key_id, task = task.as_str_name(), top_k, mode = req.attend_mode);
     async move {
@@ -60,6 +61,10 @@ pub async fn ask(
                 min_score: req.min_score,
             };
             hits = retrieve(&gw.memory, &trace, query).await?;
+            if max_hops > 1 {
+                let scope = graph::Scope { namespaces: &req.namespaces, as_of: &req.as_of };
+                hits = graph::follow(&gw.memory, &trace, &scope, hits, max_hops, gw.config.hop_bounds()).await?;
+            }
             timings.retrieve_ms = since(t);
         }
         let t = Instant::now();

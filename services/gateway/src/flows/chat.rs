@@ -82,6 +82,7 @@ pub async fn turn(
         params: req.params,
         retrieval: req.retrieval,
         as_of: req.as_of,
+        max_hops: req.max_hops,
     };
     sessions.touch(&ns);
     let answer = super::ask::ask(Arc::clone(&gw), who.clone(), trace.clone(), ask, Some(ns.clone()), tx).await?;

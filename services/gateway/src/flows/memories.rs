@@ -1,7 +1,9 @@
 //! Remember (chunk, encode, upsert; a document again replaces all its old chunks), Forget and
 //! Search (encode and retrieve only, optionally one result per document).
 
-use memgpt_proto::gateway::v1::{Citation, DocumentResult, DocumentStatus, ForgetRequest, RememberRequest, RememberResponse, SearchRequest, SearchResponse, Task};
+use memgpt_proto::gateway::v1::{
+    Citation, DocumentResult, DocumentStatus, ForgetRequest, NeighborsRequest, NeighborsResponse, RememberRequest, RememberResponse, SearchRequest, SearchResponse, Task,
+};
 use memgpt_proto::generator::v1 as gen;
 use memgpt_proto::memory::v1 as mem;
 use tracing::Instrument;
@@ -10,7 +12,7 @@ use crate::auth::Principal;
 use crate::chunk;
 use crate::error::Result;
 use crate::stages::retrieve::{needs_vector, retrieve, Query};
-use crate::stages::{attend, output, Gateway};
+use crate::stages::{attend, graph, output, Gateway};
 use crate::trace::Trace;
 use crate::validate;
 
@@ -42,7 +44,18 @@ pub async fn remember(gw: &Gateway, who: &Principal, trace: &Trace, req: Remembe
 /// As [`remember`], for a namespace the caller already may use (a chat session's).
 pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberRequest) -> Result<RememberResponse> {
     let c = &gw.config;
-    validate::documents(c, &req.documents)?;
+    validate::documents(c, &req.documents, req.facts.len())?;
+    let facts = validate::facts(&req.facts)?;
+    if let Some((i, f)) = facts.iter().enumerate().find(|(_, f)| req.documents.iter().any(|d| d.id == f.id)) {
+        return Err(crate::GatewayError::invalid(format!("facts[{i}]"), format!("its id `{}` is also a document's", f.id)));
+    }
+    // The same fact twice in one request is one memory.
+    let mut req = req;
+    for f in facts {
+        if !req.documents.iter().any(|d| d.id == f.id) {
+            req.documents.push(f);
+        }
+    }
     let expires_at = expiry(req.ttl_seconds)?;
     let span = tracing::info_span!("remember", trace_id = %trace.trace_id, namespace = %req.namespace, documents = req.documents.len(), chunks = tracing::field::Empty);
     async move {
@@ -142,6 +155,23 @@ pub async fn forget(gw: &Gateway, who: &Principal, trace: &Trace, req: ForgetReq
         Some(filter) => gw.memory.delete(trace, &req.namespace, Vec::new(), Some(filter)).instrument(span).await,
         None => gw.memory.delete_expired(trace, &req.namespace).instrument(span).await,
     }
+}
+
+/// The facts around an entity, hop by hop, in the namespaces named (each one the key may read).
+pub async fn neighbors(gw: &Gateway, who: &Principal, trace: &Trace, req: NeighborsRequest) -> Result<NeighborsResponse> {
+    validate::retrieval(&gw.config, who, &req.namespaces, None, None, true)?;
+    validate::time("as_of", &req.as_of)?;
+    if req.entity.trim().is_empty() || req.entity.len() > 512 || req.entity.chars().any(char::is_control) {
+        return Err(crate::GatewayError::invalid("entity", "must be 1 to 512 bytes, not blank, without control characters"));
+    }
+    let hops = validate::max_hops(&gw.config, "hops", Some(req.hops.max(1)))?;
+    let mut bounds = gw.config.hop_bounds();
+    if req.limit > 0 {
+        bounds.total = bounds.total.min(req.limit as usize);
+    }
+    let scope = graph::Scope { namespaces: &req.namespaces, as_of: &req.as_of };
+    let (edges, truncated) = graph::neighbors(&gw.memory, trace, &scope, &req.entity, hops, bounds).await?;
+    Ok(NeighborsResponse { edges, truncated, trace_id: trace.trace_id.clone() })
 }
 
 /// Encodes and retrieves only; with `group_by_document`, one citation per document (its best

@@ -121,6 +121,11 @@ impl GatewayApi for GatewayService {
         Ok(Response::new(DeleteSessionResponse { deleted }))
     }
 
+    async fn neighbors(&self, request: Request<NeighborsRequest>) -> std::result::Result<Response<NeighborsResponse>, Status> {
+        let (gw, who, trace) = self.begin(&request)?;
+        Ok(Response::new(memories::neighbors(&gw, &who, &trace, request.into_inner()).await?))
+    }
+
     async fn info(&self, request: Request<InfoRequest>) -> std::result::Result<Response<InfoResponse>, Status> {
         let (gw, who, trace) = self.begin(&request)?;
         let mut backends = Vec::new();

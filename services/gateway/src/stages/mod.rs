@@ -2,7 +2,8 @@
 //!
 //! - [`encode`]: text to vectors with the sentence encoder (questions, and every chunk that is
 //!   remembered);
-//! - [`retrieve`]: the nearest memories of each namespace from the memory service, merged;
+//! - [`retrieve`]: the nearest memories of the question's namespaces from the memory service,
+//!   and with [`graph`] the facts reached from them hop by hop;
 //! - [`attend`]: the generation request that puts the memories into the decoder's attention
 //!   (concat or fused), and the generator's stream (decode) relayed as it comes;
 //! - [`output`]: the answer, citations, usage, stage timings and metrics.
@@ -11,6 +12,7 @@
 
 pub mod attend;
 pub mod encode;
+pub mod graph;
 pub mod output;
 pub mod retrieve;
 

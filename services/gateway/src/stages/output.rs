@@ -23,6 +23,9 @@ pub fn citations(hits: &[Retrieved], attention: &[gen::MemoryAttention]) -> Vec<
             namespace: r.namespace.clone(),
             dense_rank: r.hit.dense_rank,
             sparse_rank: r.hit.sparse_rank,
+            hop: r.hop,
+            via: r.via.clone(),
+            via_entity: r.via_entity.clone(),
         })
         .collect()
 }

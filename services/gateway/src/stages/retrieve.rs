@@ -1,5 +1,6 @@
-//! Retrieve: the question searched in every namespace in parallel (its vector, its words, or
-//! both fused, as the request's ranking says), hits merged by score (best `top_k`, ties by id).
+//! Retrieve: the question searched in all its namespaces at once (its vector, its words, or
+//! both fused, as the request's ranking says): one memory search ranks the namespaces'
+//! records together, so a hybrid score means the same whichever namespace a hit comes from.
 
 use memgpt_proto::memory::v1 as mem;
 use tracing::Instrument;
@@ -15,6 +16,12 @@ pub struct Retrieved {
     pub namespace: String,
     /// The hit.
     pub hit: mem::Hit,
+    /// 1: found by the search; n > 1: a fact reached by following n - 1 edges.
+    pub hop: u32,
+    /// For hop > 1: the id of the fact that led here.
+    pub via: String,
+    /// For hop > 1: the entity key followed.
+    pub via_entity: String,
 }
 
 impl Retrieved {
@@ -55,23 +62,25 @@ pub async fn retrieve(memory: &MemoryClient, trace: &Trace, query: Query<'_>) ->
     let Query { vector, text, retrieval, as_of, namespaces, top_k, filter, min_score } = query;
     let mode = mem::RetrievalMode::try_from(retrieval.mode).map_or("unknown", |m| m.as_str_name());
     let span = tracing::info_span!("retrieve", namespaces = ?namespaces, top_k, mode, hits = tracing::field::Empty);
-    let searches = namespaces.iter().map(|ns| {
-        let req = mem::SearchRequest {
-            namespace: ns.clone(),
-            vector: vector.clone(),
-            top_k,
-            filter: filter.clone(),
-            min_score,
-            query_text: text.to_string(),
-            retrieval: Some(retrieval),
-            as_of: as_of.to_string(),
-        };
-        async move { Ok::<_, crate::GatewayError>(memory.search(trace, req).await?.into_iter().map(|hit| Retrieved { namespace: ns.clone(), hit }).collect::<Vec<_>>()) }
-    });
-    let results = futures::future::try_join_all(searches).instrument(span.clone()).await?;
-    let mut all: Vec<Retrieved> = results.into_iter().flatten().collect();
-    all.sort_by(|a, b| b.hit.score.total_cmp(&a.hit.score).then_with(|| a.hit.id.cmp(&b.hit.id)));
-    all.truncate(top_k as usize);
+    let (first, more) = namespaces.split_first().ok_or_else(|| crate::GatewayError::invalid("namespaces", "names none"))?;
+    let req = mem::SearchRequest {
+        namespace: first.clone(),
+        more_namespaces: more.to_vec(),
+        vector,
+        top_k,
+        filter,
+        min_score,
+        query_text: text.to_string(),
+        retrieval: Some(retrieval),
+        as_of: as_of.to_string(),
+    };
+    let all: Vec<Retrieved> = memory
+        .search(trace, req)
+        .instrument(span.clone())
+        .await?
+        .into_iter()
+        .map(|hit| Retrieved { namespace: hit.namespace.clone(), hit, hop: 1, via: String::new(), via_entity: String::new() })
+        .collect();
     span.record("hits", all.len());
     Ok(all)
 }

@@ -275,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
 /// A dense search of `q`.
 fn dense(q: &[f32], k: usize) -> SearchQuery {
     SearchQuery {
-        namespace: "bench".into(),
+        namespaces: vec!["bench".into()],
         vector: q.to_vec(),
         top_k: k,
         filter: None,

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::journal::{Journal, JournalOp};
-use super::{fusion, lexical, Filter, Hit, Lists, Millis, Page, Record, SearchQuery, VectorStore};
+use super::{fusion, lexical, Filter, FindQuery, Found, Hit, Lists, Millis, Page, Record, SearchQuery, VectorStore};
 use crate::error::{MemoryError, Result};
 
 mod convert;
@@ -322,6 +322,29 @@ impl VectorStore for EdgeStore {
         self.write(JournalOp::Upsert { namespace: namespace.to_string(), records }).await
     }
 
+    async fn find(&self, query: FindQuery) -> Result<Found> {
+        self.inner.queue_indexes(&query.filter);
+        let limit = query.limit;
+        let query = Arc::new(query);
+        let per_shard = self
+            .on_shards(move |inner, i| {
+                let mut filter = convert::search_filter(&query.namespaces, Some(&query.filter));
+                filter.must.get_or_insert_with(Vec::new).extend(convert::valid_conditions(query.as_of, query.now));
+                let request = ScrollRequest {
+                    offset: None,
+                    limit: Some(query.limit + 1),
+                    filter: Some(filter),
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(false),
+                    order_by: None,
+                };
+                let (points, _) = inner.shards[i].edge.scroll(request).map_err(MemoryError::store)?;
+                Ok(points.into_iter().map(|p| hit(0.0, p.payload.as_ref())).collect::<Vec<_>>())
+            })
+            .await?;
+        Ok(Found::of(per_shard.into_iter().flatten().collect(), limit))
+    }
+
     async fn search(&self, query: SearchQuery) -> Result<Vec<Hit>> {
         if let Some(filter) = &query.filter {
             self.inner.queue_indexes(filter);
@@ -334,7 +357,7 @@ impl VectorStore for EdgeStore {
         let per_shard = {
             let query = Arc::clone(&query);
             self.on_shards(move |inner, i| {
-                let mut filter = convert::to_filter(&query.namespace, query.filter.as_ref());
+                let mut filter = convert::search_filter(&query.namespaces, query.filter.as_ref());
                 filter.must.get_or_insert_with(Vec::new).extend(convert::valid_conditions(query.as_of, query.now));
                 let request = |query: QueryEnum, params| SearchRequest {
                     query,
@@ -467,19 +490,20 @@ impl VectorStore for EdgeStore {
 
 /// Hits out of one shard's scored points.
 fn hits(points: Vec<qdrant_edge::ScoredPoint>) -> Vec<Hit> {
-    points
-        .into_iter()
-        .map(|p| {
-            let fields = convert::from_payload(p.payload.as_ref());
-            Hit {
-                id: fields.id,
-                score: p.score,
-                text: fields.text,
-                metadata: fields.metadata,
-                validity: fields.validity,
-                dense: None,
-                sparse: None,
-            }
-        })
-        .collect()
+    points.into_iter().map(|p| hit(p.score, p.payload.as_ref())).collect()
+}
+
+/// A hit of a stored payload.
+fn hit(score: f32, payload: Option<&qdrant_edge::Payload>) -> Hit {
+    let fields = convert::from_payload(payload);
+    Hit {
+        namespace: fields.namespace,
+        id: fields.id,
+        score,
+        text: fields.text,
+        metadata: fields.metadata,
+        validity: fields.validity,
+        dense: None,
+        sparse: None,
+    }
 }

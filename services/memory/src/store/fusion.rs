@@ -53,9 +53,9 @@ impl Retrieval {
     }
 }
 
-/// Sorts hits best first (ties by id, so every store and run agree) and keeps `n`.
+/// Sorts hits best first (ties by id, then namespace, so every store and run agree) and keeps `n`.
 pub fn best(hits: &mut Vec<Hit>, n: usize) {
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)).then_with(|| a.namespace.cmp(&b.namespace)));
     hits.truncate(n);
 }
 
@@ -107,15 +107,16 @@ fn fuse(fusion: Fusion, lists: Lists) -> Vec<Hit> {
                 + (1.0 - dense_weight) * hit.sparse.map_or(0.0, |r| sparse_norm(r.score))
         }
     };
-    let mut merged: HashMap<String, Hit> = HashMap::with_capacity(lists.dense.len() + lists.sparse.len());
+    // A record is its (namespace, id): one search may span namespaces.
+    let mut merged: HashMap<(String, String), Hit> = HashMap::with_capacity(lists.dense.len() + lists.sparse.len());
     for hit in lists.dense.into_iter().chain(lists.sparse) {
-        match merged.get_mut(&hit.id) {
+        match merged.get_mut(&(hit.namespace.clone(), hit.id.clone())) {
             Some(seen) => {
                 seen.dense = seen.dense.or(hit.dense);
                 seen.sparse = seen.sparse.or(hit.sparse);
             }
             None => {
-                merged.insert(hit.id.clone(), hit);
+                merged.insert((hit.namespace.clone(), hit.id.clone()), hit);
             }
         }
     }
@@ -134,6 +135,7 @@ mod tests {
 
     fn hit(id: &str, score: f32) -> Hit {
         Hit {
+            namespace: "ns".into(),
             id: id.into(),
             score,
             text: String::new(),

@@ -62,7 +62,9 @@ pub struct Ranked {
 /// A search hit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
-    /// Record id.
+    /// The namespace it belongs to.
+    pub namespace: String,
+    /// Record id (unique within its namespace).
     pub id: String,
     /// The ranking score of the search's mode (cosine, BM25 or fused).
     pub score: f32,
@@ -117,8 +119,8 @@ pub struct Filter {
 /// A validated search.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
-    /// Namespace.
-    pub namespace: String,
+    /// Namespaces searched as one collection (at least one, none repeated).
+    pub namespaces: Vec<String>,
     /// Query vector.
     pub vector: Vec<f32>,
     /// Hits wanted.
@@ -148,6 +150,44 @@ impl SearchQuery {
     }
 }
 
+/// A validated Find: the records of some namespaces that match a filter, unranked.
+#[derive(Debug, Clone)]
+pub struct FindQuery {
+    /// Namespaces looked in (at least one, none repeated).
+    pub namespaces: Vec<String>,
+    /// The filter every record found matches.
+    pub filter: Filter,
+    /// Most records returned.
+    pub limit: usize,
+    /// Only records valid at this time.
+    pub as_of: Millis,
+    /// The time of the request: records expired by then are never returned.
+    pub now: Millis,
+}
+
+/// What a Find returns: hits by (namespace, id), and whether more matched than the limit.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// Hits (score 0, no ranks).
+    pub hits: Vec<Hit>,
+    /// More records matched than the limit.
+    pub truncated: bool,
+}
+
+impl Found {
+    /// Sorts hits by (namespace, id) and keeps `limit`, noting whether any were cut.
+    pub fn of(mut hits: Vec<Hit>, limit: usize) -> Self {
+        hits.sort_by(|a, b| a.namespace.cmp(&b.namespace).then_with(|| a.id.cmp(&b.id)));
+        hits.dedup_by(|a, b| a.namespace == b.namespace && a.id == b.id);
+        let truncated = hits.len() > limit;
+        hits.truncate(limit);
+        for hit in &mut hits {
+            hit.score = 0.0;
+        }
+        Self { hits, truncated }
+    }
+}
+
 /// The ranked lists one search drew, best first, before fusion.
 #[derive(Debug, Default)]
 pub struct Lists {
@@ -173,6 +213,8 @@ pub trait VectorStore: Send + Sync + 'static {
     async fn upsert(&self, namespace: &str, records: Vec<Record>) -> Result<u64>;
     /// The top-k records nearest to the query vector.
     async fn search(&self, query: SearchQuery) -> Result<Vec<Hit>>;
+    /// The records that match a filter, unranked (a payload lookup).
+    async fn find(&self, query: FindQuery) -> Result<Found>;
     /// Records by id, in the order asked; missing ids are left out.
     async fn get(&self, namespace: &str, ids: Vec<String>, with_vectors: bool)
         -> Result<Vec<Record>>;

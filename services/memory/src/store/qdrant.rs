@@ -25,12 +25,12 @@ use qdrant_client::Qdrant;
 use tokio::sync::Semaphore;
 
 use super::{
-    fusion, lexical, Filter, Hit, Lists, Millis, Page, Record, SearchQuery, VectorStore, EXPIRES_KEY,
+    fusion, lexical, Filter, FindQuery, Found, Hit, Lists, Millis, Page, Record, SearchQuery, VectorStore, EXPIRES_KEY,
     NAMESPACE_KEY, VALID_FROM_KEY, VALID_UNTIL_KEY,
 };
 
 mod convert;
-use convert::{expired_filter, hits, payload_of, record_of, search_filter, string_of, to_filter, uuid_id};
+use convert::{expired_filter, hits, payload_of, record_of, search_filter, string_of, to_filter, uuid_id, valid_filter};
 use crate::error::{MemoryError, Result};
 
 /// Configuration of the qdrant store.
@@ -187,6 +187,18 @@ impl VectorStore for QdrantStore {
             .await
             .map_err(unavailable)?;
         Ok(n)
+    }
+
+    async fn find(&self, query: FindQuery) -> Result<Found> {
+        let filter = valid_filter(&query.namespaces, Some(&query.filter), query.as_of, query.now);
+        let request = ScrollPointsBuilder::new(&self.config.collection)
+            .filter(filter)
+            .limit(query.limit as u32 + 1)
+            .with_payload(true)
+            .with_vectors(false);
+        let response = self.client.scroll(request).await.map_err(unavailable)?;
+        let points = response.result.into_iter().map(|p| q::ScoredPoint { id: p.id, payload: p.payload, ..Default::default() }).collect();
+        Ok(Found::of(hits(points), query.limit))
     }
 
     async fn search(&self, query: SearchQuery) -> Result<Vec<Hit>> {

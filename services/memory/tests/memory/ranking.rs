@@ -153,6 +153,43 @@ async fn sparse_and_hybrid_rank_by_the_words_and_say_which_list_found_each() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_namespaces_are_ranked_as_one_collection() {
+    for (store, flags) in stores("namespaces") {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, mut c) = serve(dir.path(), &flags, &[]).await;
+        // "bread" is alone in its namespace and matches neither the vector nor the words: a
+        // namespace ranked by itself would normalise it to the top of its lists.
+        let kb = vec![record("bread", 200, "a recipe for bread and butter", &[])];
+        let notes = vec![record("spring", 5, "a note about the weather in spring", &[]), record("words", 100, "the zygomorphic flowers of orchids", &[])];
+        c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: kb, wait: true }).await.unwrap();
+        c.upsert(pb::UpsertRequest { namespace: "notes".into(), records: notes, wait: true }).await.unwrap();
+        let same_id = vec![record("words", 300, "orchids grow in the tropics", &[])];
+        c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: same_id, wait: true }).await.unwrap();
+
+        let mut both = search(pb::RetrievalMode::Hybrid, 5, "zygomorphic orchids");
+        both.more_namespaces = vec!["notes".into()];
+        both.top_k = 3;
+        let hits = c.search(both.clone()).await.unwrap().into_inner().hits;
+        let found: Vec<(&str, &str)> = hits.iter().map(|h| (h.namespace.as_str(), h.id.as_str())).collect();
+        assert!(!found.contains(&("kb", "bread")), "{store}: {found:?}");
+        // The same id in two namespaces is two records.
+        for want in [("notes", "words"), ("notes", "spring"), ("kb", "words")] {
+            assert!(found.contains(&want), "{store}: {want:?} missing from {found:?}");
+        }
+
+        for (more, why) in [(vec!["notes".to_string(), "notes".to_string()], "twice"), (vec!["kb".to_string()], "twice"), (vec![String::new()], "")] {
+            let mut bad = both.clone();
+            bad.more_namespaces = more;
+            let status = c.search(bad).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{store}: {status:?}");
+            assert!(status.message().contains("more_namespaces") && status.message().contains(why), "{store}: {status:?}");
+        }
+        server.stop().await.unwrap();
+        drop_collection(&flags).await;
+    }
+}
+
 fn fact(id: &str, seed: u64, text: &str, from: &str, until: &str) -> pb::Record {
     pb::Record { valid_from: from.into(), valid_until: until.into(), ..record(id, seed, text, &[]) }
 }

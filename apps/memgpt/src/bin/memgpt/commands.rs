@@ -103,7 +103,7 @@ impl Generation {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }
 
@@ -113,8 +113,12 @@ pub fn print_citations(out: &mut impl Write, citations: &[gw::Citation], attenti
         let share = if attention { format!("  attention {:.3}", c.attention) } else { String::new() };
         let snippet: String = c.snippet.chars().take(100).collect::<String>().replace('\n', " ");
         let rank = |r: u32| if r == 0 { "-".to_string() } else { r.to_string() };
-        let lists = format!("  dense #{} bm25 #{}", rank(c.dense_rank), rank(c.sparse_rank));
-        writeln!(out, "[{}] {}  score {:.3}{share}{lists}  ({})  {snippet}", i + 1, c.memory_id, c.score, c.namespace)?;
+        let found = if c.hop > 1 {
+            format!("  hop {} from {} via {:?}", c.hop, c.via, c.via_entity)
+        } else {
+            format!("  dense #{} bm25 #{}", rank(c.dense_rank), rank(c.sparse_rank))
+        };
+        writeln!(out, "[{}] {}  score {:.3}{share}{found}  ({})  {snippet}", i + 1, c.memory_id, c.score, c.namespace)?;
     }
     Ok(())
 }
@@ -150,6 +154,9 @@ pub struct AskArgs {
     pub retrieval: Retrieval,
     #[command(flatten)]
     pub generation: Generation,
+    /// Hops of facts to follow after retrieval (1: the search alone; server default 1).
+    #[arg(long)]
+    pub max_hops: Option<u32>,
     /// Print the final response as one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -168,6 +175,7 @@ pub fn ask(client: ClientArgs, args: AskArgs) -> anyhow::Result<()> {
             params: Some(args.generation.params()),
             retrieval: args.retrieval.ranking(),
             as_of: args.retrieval.as_of(),
+            max_hops: args.max_hops,
             ..Default::default()
         };
         let stream = gateway.ask_stream(req).await.map_err(|s| anyhow::anyhow!(describe(&s)))?.into_inner();
@@ -308,6 +316,9 @@ pub struct ChatArgs {
     pub retrieval: Retrieval,
     #[command(flatten)]
     pub generation: Generation,
+    /// Hops of facts to follow after retrieval (1: the search alone; server default 1).
+    #[arg(long)]
+    pub max_hops: Option<u32>,
 }
 
 pub fn chat(client: ClientArgs, args: ChatArgs) -> anyhow::Result<()> {
@@ -345,6 +356,7 @@ pub fn chat(client: ClientArgs, args: ChatArgs) -> anyhow::Result<()> {
                 params: Some(args.generation.params()),
                 retrieval: args.retrieval.ranking(),
                 as_of: args.retrieval.as_of(),
+                max_hops: args.max_hops,
             };
             match gateway.chat(req).await {
                 Ok(stream) => {

@@ -15,6 +15,7 @@ mod eval;
 mod eval_attend;
 mod eval_gateway;
 mod eval_qa;
+mod graph;
 mod remember;
 mod serve;
 mod squad;
@@ -67,6 +68,13 @@ enum Command {
         client: client::ClientArgs,
         #[command(flatten)]
         args: commands::ChatArgs,
+    },
+    /// The facts around an entity of the knowledge graph, hop by hop.
+    Graph {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: graph::GraphArgs,
     },
     /// What the gateway serves: backends, their health, the model.
     Info {
@@ -158,6 +166,7 @@ fn main() -> anyhow::Result<()> {
         Command::Forget { client, args } => commands::forget(client, args),
         Command::Search { client, args } => commands::search(client, args),
         Command::Chat { client, args } => commands::chat(client, args),
+        Command::Graph { client, args } => graph::graph(client, args),
         Command::Info { client, json } => commands::info(client, json),
         Command::Batch { merge: Some(BatchCommand::Merge(args)), .. } => batch::output::merge(args),
         Command::Batch { merge: None, client, args: Some(args) } => batch::batch(client, args),

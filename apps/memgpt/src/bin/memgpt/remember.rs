@@ -1,6 +1,8 @@
 //! `memgpt remember`: files, folders (walked recursively), JSONL files (one document a line:
 //! `id`, `text`, optional `metadata`) or standard input, sent in batches with a progress bar.
 //! Each document is stored whole or not at all; a bad one is reported by name and the rest go on.
+//! `--facts` files hold facts of the knowledge graph, one a line: `subject`, `relation`,
+//! `object`, optional `metadata`, `valid_from`, `valid_until` (the same fact twice is one).
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read};
@@ -16,8 +18,11 @@ use crate::client::{describe, ClientArgs};
 #[derive(Debug, clap::Args)]
 pub struct RememberArgs {
     /// Files, folders, or `-` for standard input. `.jsonl` files hold one document a line.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "facts")]
     pub inputs: Vec<PathBuf>,
+    /// JSONL files of facts (`subject`, `relation`, `object` a line; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub facts: Vec<PathBuf>,
     /// Namespace to store into.
     #[arg(long, short = 'n', default_value = "default")]
     pub namespace: String,
@@ -65,6 +70,47 @@ struct Line {
     valid_from: String,
     #[serde(default)]
     valid_until: String,
+}
+
+#[derive(serde::Deserialize)]
+struct FactLine {
+    subject: String,
+    relation: String,
+    object: String,
+    #[serde(default)]
+    metadata: HashMap<String, serde_json::Value>,
+    #[serde(default)]
+    valid_from: String,
+    #[serde(default)]
+    valid_until: String,
+}
+
+/// The facts of `--facts` files, each named `file:line`, or why a line could not be read.
+fn fact_items(args: &RememberArgs) -> anyhow::Result<Vec<Result<(String, gw::Fact), (String, String)>>> {
+    let mut out = Vec::new();
+    for path in &args.facts {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the facts", path.display()))?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let name = format!("{}:{}", path.display(), i + 1);
+            out.push(match serde_json::from_str::<FactLine>(line) {
+                Ok(f) => {
+                    let (valid_from, valid_until) = (or(f.valid_from, &args.valid_from), or(f.valid_until, &args.valid_until));
+                    let fact = gw::Fact { subject: f.subject, relation: f.relation, object: f.object, metadata: metadata(f.metadata), valid_from, valid_until };
+                    Ok((name, fact))
+                }
+                Err(e) => Err((name, format!("not a JSON object with string `subject`, `relation` and `object`: {e}"))),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn or(value: String, default: &Option<String>) -> String {
+    if value.is_empty() {
+        default.clone().unwrap_or_default()
+    } else {
+        value
+    }
 }
 
 /// Metadata values other than strings are kept as their JSON text.
@@ -213,12 +259,8 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
                 }
                 Ok((mut doc, size)) => {
                     doc.metadata.extend(extra.iter().cloned());
-                    if doc.valid_from.is_empty() {
-                        doc.valid_from = args.valid_from.clone().unwrap_or_default();
-                    }
-                    if doc.valid_until.is_empty() {
-                        doc.valid_until = args.valid_until.clone().unwrap_or_default();
-                    }
+                    doc.valid_from = or(doc.valid_from, &args.valid_from);
+                    doc.valid_until = or(doc.valid_until, &args.valid_until);
                     current.push((doc, size));
                     if current.len() >= args.batch.max(1) {
                         batches.push(std::mem::take(&mut current));
@@ -230,12 +272,31 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
         if !current.is_empty() {
             batches.push(current);
         }
-        let calls = batches.into_iter().map(|batch| {
+        let request = |documents, facts| gw::RememberRequest { namespace: args.namespace.clone(), documents, facts, warm: args.warm, ttl_seconds: args.ttl.unwrap_or(0) };
+        let mut requests: Vec<(gw::RememberRequest, Vec<String>, u64)> = batches
+            .into_iter()
+            .map(|batch| {
+                let size: u64 = batch.iter().map(|(_, s)| s).sum();
+                let ids: Vec<String> = batch.iter().map(|(d, _)| d.id.clone()).collect();
+                (request(batch.into_iter().map(|(d, _)| d).collect(), Vec::new()), ids, size)
+            })
+            .collect();
+        let mut facts = Vec::new();
+        for item in fact_items(&args)? {
+            match item {
+                Ok((name, mut fact)) => {
+                    fact.metadata.extend(extra.iter().cloned());
+                    facts.push((name, fact));
+                }
+                Err(bad) => failed.push(bad),
+            }
+        }
+        for batch in facts.chunks(args.batch.max(1)) {
+            let names = batch.iter().map(|(n, _)| n.clone()).collect();
+            requests.push((request(Vec::new(), batch.iter().map(|(_, f)| f.clone()).collect()), names, 0));
+        }
+        let calls = requests.into_iter().map(|(req, ids, size)| {
             let mut gateway = gateway.clone();
-            let size: u64 = batch.iter().map(|(_, s)| s).sum();
-            let ids: Vec<String> = batch.iter().map(|(d, _)| d.id.clone()).collect();
-            let documents = batch.into_iter().map(|(d, _)| d).collect();
-            let req = gw::RememberRequest { namespace: args.namespace.clone(), documents, warm: args.warm, ttl_seconds: args.ttl.unwrap_or(0) };
             async move { (gateway.remember(req).await, ids, size) }
         });
         let mut calls = futures::stream::iter(calls).buffer_unordered(args.concurrency.max(1));
@@ -262,7 +323,8 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
         for (name, why) in &failed {
             eprintln!("not remembered: {name}: {why}");
         }
-        println!("remembered {stored} documents ({chunks} chunks) in namespace `{}`; {} failed", args.namespace, failed.len());
+        let what = if args.facts.is_empty() { "documents" } else { "documents and facts" };
+        println!("remembered {stored} {what} ({chunks} chunks) in namespace `{}`; {} failed", args.namespace, failed.len());
         if args.warm {
             println!("warmed {warmed} of {chunks} chunks on the generators (fused mode)");
         }

@@ -80,7 +80,16 @@ pub fn namespace_condition(namespace: &str) -> EdgeCondition {
 
 /// The edge filter of a namespace and an optional metadata filter.
 pub fn to_filter(namespace: &str, filter: Option<&Filter>) -> EdgeFilter {
-    let mut must = vec![namespace_condition(namespace)];
+    search_filter(std::slice::from_ref(&namespace.to_string()), filter)
+}
+
+/// The edge filter of a search over one or more namespaces and an optional metadata filter.
+pub fn search_filter(namespaces: &[String], filter: Option<&Filter>) -> EdgeFilter {
+    let namespaces = match namespaces {
+        [one] => Match::from(one.clone()),
+        many => Match::from(many.to_vec()),
+    };
+    let mut must = vec![EdgeCondition::Field(FieldCondition::new_match(json_path(NAMESPACE_KEY), namespaces))];
     if let Some(filter) = filter {
         must.extend(filter.must.iter().map(to_condition));
     }
@@ -110,6 +119,8 @@ fn to_condition(condition: &Condition) -> EdgeCondition {
 
 /// Text, id and metadata out of a stored payload.
 pub struct StoredFields {
+    /// Namespace.
+    pub namespace: String,
     /// Record id.
     pub id: String,
     /// Text.
@@ -129,7 +140,7 @@ pub fn from_payload(payload: Option<&Payload>) -> StoredFields {
         .unwrap_or_default();
     let time = |key: &str| get(key).and_then(Value::as_i64);
     let validity = Validity::from_stored(time(VALID_FROM_KEY), time(VALID_UNTIL_KEY), time(EXPIRES_KEY));
-    StoredFields { id: string(ID_KEY), text: string(TEXT_KEY), metadata, validity }
+    StoredFields { namespace: string(NAMESPACE_KEY), id: string(ID_KEY), text: string(TEXT_KEY), metadata, validity }
 }
 
 /// The dense vector of a stored point, if it was asked for.

@@ -15,7 +15,7 @@ use crate::store::{
 };
 
 pub(super) fn to_filter(namespace: &str, filter: Option<&Filter>) -> QFilter {
-    QFilter::must(conditions(namespace, filter))
+    QFilter::must(conditions(std::slice::from_ref(&namespace.to_string()), filter))
 }
 
 pub(super) fn at(t: Millis) -> Option<f64> {
@@ -25,21 +25,32 @@ pub(super) fn at(t: Millis) -> Option<f64> {
 /// The filter of a search: the namespace, the metadata filter, valid as of `as_of` and not
 /// expired by `now`.
 pub(super) fn search_filter(query: &SearchQuery) -> QFilter {
-    let mut must = conditions(&query.namespace, query.filter.as_ref());
-    must.push(QCondition::range(VALID_FROM_KEY, q::Range { lte: at(query.as_of), ..Default::default() }));
-    must.push(QCondition::range(VALID_UNTIL_KEY, q::Range { gt: at(query.as_of), ..Default::default() }));
-    must.push(QCondition::range(EXPIRES_KEY, q::Range { gt: at(query.now), ..Default::default() }));
+    valid_filter(&query.namespaces, query.filter.as_ref(), query.as_of, query.now)
+}
+
+/// The records of some namespaces that match a filter, valid as of `as_of` and not expired by
+/// `now` (a search's or a find's).
+pub(super) fn valid_filter(namespaces: &[String], filter: Option<&Filter>, as_of: Millis, now: Millis) -> QFilter {
+    let mut must = conditions(namespaces, filter);
+    must.push(QCondition::range(VALID_FROM_KEY, q::Range { lte: at(as_of), ..Default::default() }));
+    must.push(QCondition::range(VALID_UNTIL_KEY, q::Range { gt: at(as_of), ..Default::default() }));
+    must.push(QCondition::range(EXPIRES_KEY, q::Range { gt: at(now), ..Default::default() }));
     QFilter::must(must)
 }
 
 pub(super) fn expired_filter(namespace: Option<&str>, now: Millis) -> QFilter {
-    let mut must = namespace.map(|ns| conditions(ns, None)).unwrap_or_default();
+    let mut must = namespace.map(|ns| conditions(&[ns.to_string()], None)).unwrap_or_default();
     must.push(QCondition::range(EXPIRES_KEY, q::Range { lte: at(now), ..Default::default() }));
     QFilter::must(must)
 }
 
-pub(super) fn conditions(namespace: &str, filter: Option<&Filter>) -> Vec<QCondition> {
-    let mut must = vec![QCondition::matches(NAMESPACE_KEY, q::r#match::MatchValue::Keyword(namespace.into()))];
+/// The conditions of one or more namespaces (any of them) and a metadata filter (all of it).
+pub(super) fn conditions(namespaces: &[String], filter: Option<&Filter>) -> Vec<QCondition> {
+    let namespaces = match namespaces {
+        [one] => QCondition::matches(NAMESPACE_KEY, q::r#match::MatchValue::Keyword(one.clone())),
+        many => QCondition::matches(NAMESPACE_KEY, many.to_vec()),
+    };
+    let mut must = vec![namespaces];
     for c in filter.map(|f| f.must.as_slice()).unwrap_or_default() {
         let meta = format!("{META_KEY}.\"{}\"", c.key);
         must.push(match &c.predicate {
@@ -81,6 +92,7 @@ pub(super) fn hits(points: Vec<q::ScoredPoint>) -> Vec<Hit> {
     points
         .into_iter()
         .map(|p| Hit {
+            namespace: string_of(&p.payload, NAMESPACE_KEY),
             id: string_of(&p.payload, ID_KEY),
             score: p.score,
             text: string_of(&p.payload, TEXT_KEY),

@@ -124,6 +124,7 @@ fn request(v: &Value, default_namespace: &str, defaults: &gen::SamplingParams) -
             Some(Value::String(t)) => t.clone(),
             Some(_) => return Err("`as_of` must be an RFC 3339 time string".into()),
         },
+        max_hops: opt_u32(o, "max_hops")?,
     })
 }
 
@@ -149,7 +150,7 @@ pub fn parse(text: &str, line: usize, default_namespace: &str, defaults: &gen::S
 /// A citation as JSON.
 pub fn citation_json(c: &gw::Citation) -> Value {
     json!({"memory_id": c.memory_id, "document_id": c.document_id, "namespace": c.namespace, "score": c.score, "attention": c.attention,
-        "dense_rank": c.dense_rank, "sparse_rank": c.sparse_rank, "snippet": c.snippet})
+        "dense_rank": c.dense_rank, "sparse_rank": c.sparse_rank, "hop": c.hop, "via": c.via, "via_entity": c.via_entity, "snippet": c.snippet})
 }
 
 /// An answer as JSON.
