@@ -22,13 +22,14 @@ pub fn system_prompt(task: Task, language: &str) -> String {
 }
 
 /// The generation request of a question over `hits`. Memories go by chunk id and text, as
-/// Remember warmed them: the generator's memory-KV cache key.
+/// Remember warmed them (the generator's memory-KV cache key); facts reached by hops go as
+/// the paths through them (`graph::memories`).
 pub fn request(task: Task, language: &str, question: &str, hits: &[Retrieved], attend_mode: i32, params: Option<gen::SamplingParams>) -> gen::GenerateRequest {
     let messages = vec![
         gen::Message { role: "system".into(), content: system_prompt(task, language) },
         gen::Message { role: "user".into(), content: question.to_string() },
     ];
-    let memories = hits.iter().map(|r| gen::Memory { id: r.hit.id.clone(), text: r.hit.text.clone() }).collect();
+    let (memories, _) = super::graph::memories(hits);
     gen::GenerateRequest { messages, prompt: String::new(), memories, recompute_ratio: None, attend_mode, params }
 }
 

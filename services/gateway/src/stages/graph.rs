@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use memgpt_proto::gateway::v1 as gw;
+use memgpt_proto::generator::v1 as gen;
 use memgpt_proto::memory::v1 as mem;
 use tracing::Instrument;
 
@@ -135,7 +136,7 @@ pub async fn follow(memory: &MemoryClient, trace: &Trace, scope: &Scope<'_>, mut
                     let subject = meta(&hit, SUBJECT_KEY)?.to_string();
                     let &(_, from) = frontier.iter().find(|(e, _)| *e == subject)?;
                     let via = hits[from].hit.id.clone();
-                    Some((from, Retrieved { namespace: hit.namespace.clone(), hit, hop, via, via_entity: subject }))
+                    Some((from, Retrieved { namespace: hit.namespace.clone(), hit, hop, via, via_entity: subject, from: Some(from) }))
                 })
                 .collect();
             next.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.hit.id.cmp(&b.1.hit.id)));
@@ -148,6 +149,65 @@ pub async fn follow(memory: &MemoryClient, trace: &Trace, scope: &Scope<'_>, mut
     }
     .instrument(span)
     .await
+}
+
+/// What the generator reads of a question's hits: each hit that no hop continues is one
+/// memory as stored; a fact that hops continue is read as the paths through it, one memory per
+/// path from the retrieved fact to a fact nothing continues ("a r b, which s c: a path of 2
+/// facts from a to c."),
+/// so a chain reads in path order as one sentence. Returns the memories and, for each hit, the
+/// memory it is read in (the first, when paths share it).
+pub fn memories(hits: &[Retrieved]) -> (Vec<gen::Memory>, Vec<usize>) {
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); hits.len()];
+    for (i, r) in hits.iter().enumerate() {
+        if let Some(from) = r.from.filter(|&f| f < i) {
+            children[from].push(i);
+        }
+    }
+    let mut memories = Vec::new();
+    let mut read_in = vec![usize::MAX; hits.len()];
+    for root in (0..hits.len()).filter(|&i| hits[i].from.is_none()) {
+        if children[root].is_empty() {
+            read_in[root] = memories.len();
+            memories.push(gen::Memory { id: hits[root].hit.id.clone(), text: hits[root].hit.text.clone() });
+            continue;
+        }
+        // Depth first: every root-to-leaf path, in hit order.
+        let mut stack = vec![vec![root]];
+        while let Some(path) = stack.pop() {
+            let last = *path.last().unwrap_or(&root);
+            if children[last].is_empty() {
+                for &i in &path {
+                    if read_in[i] == usize::MAX {
+                        read_in[i] = memories.len();
+                    }
+                }
+                let ids: Vec<&str> = path.iter().map(|&i| hits[i].hit.id.as_str()).collect();
+                memories.push(gen::Memory { id: format!("path:{}", ids.join(">")), text: path_text(hits, &path) });
+                continue;
+            }
+            for &c in children[last].iter().rev() {
+                let mut next = path.clone();
+                next.push(c);
+                stack.push(next);
+            }
+        }
+    }
+    (memories, read_in)
+}
+
+/// A path of facts as one sentence: the first fact, then each next one as "which ...", then
+/// the path's ends ("a r b, which s c: a path of 2 facts from a to c.").
+fn path_text(hits: &[Retrieved], path: &[usize]) -> String {
+    let part = |i: usize, k: &str| meta(&hits[i].hit, k).unwrap_or_default().to_string();
+    let mut text = format!("{} {} {}", part(path[0], SUBJECT), part(path[0], RELATION), part(path[0], OBJECT));
+    for &i in &path[1..] {
+        text.push_str(&format!(", which {} {}", part(i, RELATION), part(i, OBJECT)));
+    }
+    // The walk knows the path's two ends: said plainly, a small model answers from them.
+    let (head, end) = (part(path[0], SUBJECT), part(path[path.len() - 1], OBJECT));
+    text.push_str(&format!(": a path of {} facts from {head} to {end}.", path.len()));
+    text
 }
 
 /// The facts around `entity`, out to `hops` in both directions, by hop; whether a bound cut

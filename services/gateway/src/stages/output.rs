@@ -11,14 +11,20 @@ use crate::trace::Trace;
 const SNIPPET_CHARS: usize = 240;
 
 /// Citations of the retrieved memories, with the generator's attention shares.
+/// A fact read in a path (see `graph::memories`) has the path's share.
 pub fn citations(hits: &[Retrieved], attention: &[gen::MemoryAttention]) -> Vec<Citation> {
+    let (memories, read_in) = super::graph::memories(hits);
+    let share = |i: usize| {
+        let m = read_in[i];
+        attention.get(m).filter(|a| memories.get(m).is_some_and(|mem| mem.id == a.memory_id)).map_or(0.0, |a| a.share)
+    };
     hits.iter()
         .enumerate()
         .map(|(i, r)| Citation {
             memory_id: r.hit.id.clone(),
             document_id: r.document_id(),
             score: r.hit.score,
-            attention: attention.get(i).filter(|a| a.memory_id == r.hit.id).map(|a| a.share).unwrap_or(0.0),
+            attention: share(i),
             snippet: r.hit.text.chars().take(SNIPPET_CHARS).collect(),
             namespace: r.namespace.clone(),
             dense_rank: r.hit.dense_rank,

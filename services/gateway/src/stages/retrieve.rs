@@ -22,6 +22,8 @@ pub struct Retrieved {
     pub via: String,
     /// For hop > 1: the entity key followed.
     pub via_entity: String,
+    /// For hop > 1: the index, among the question's hits, of the fact that led here.
+    pub from: Option<usize>,
 }
 
 impl Retrieved {
@@ -79,7 +81,7 @@ pub async fn retrieve(memory: &MemoryClient, trace: &Trace, query: Query<'_>) ->
         .instrument(span.clone())
         .await?
         .into_iter()
-        .map(|hit| Retrieved { namespace: hit.namespace.clone(), hit, hop: 1, via: String::new(), via_entity: String::new() })
+        .map(|hit| Retrieved { namespace: hit.namespace.clone(), hit, hop: 1, via: String::new(), via_entity: String::new(), from: None })
         .collect();
     span.record("hits", all.len());
     Ok(all)

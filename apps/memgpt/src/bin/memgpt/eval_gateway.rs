@@ -57,7 +57,7 @@ pub struct GatewayRetrievalArgs {
     model: crate::ModelArgs,
 }
 
-fn with_key<T>(msg: T, key: &Option<String>) -> anyhow::Result<tonic::Request<T>> {
+pub fn with_key<T>(msg: T, key: &Option<String>) -> anyhow::Result<tonic::Request<T>> {
     let mut req = tonic::Request::new(msg);
     memgpt_proto::auth::Bearer::new(key.as_deref()).context("the API key is not valid metadata")?.apply(req.metadata_mut());
     Ok(req)

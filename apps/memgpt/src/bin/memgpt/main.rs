@@ -14,6 +14,7 @@ mod commands;
 mod eval;
 mod eval_attend;
 mod eval_gateway;
+mod eval_graph;
 mod eval_qa;
 mod graph;
 mod remember;
@@ -136,6 +137,10 @@ enum EvalCommand {
     /// The fused attend mode against concat on a SQuAD-format file: each question with its
     /// own paragraph and 4 of other articles; EM, F1, identical answers, time to first token.
     Attend(eval_attend::AttendArgs),
+    /// Multi-hop recall on generated chains of random identifiers: accuracy per depth, attend
+    /// mode and max_hops (1, and the deepest depth), through a gateway (in-process when no
+    /// --addr is given).
+    Graph(eval_graph::GraphArgs),
 }
 
 /// Options shared by the commands that load models.
@@ -172,6 +177,7 @@ fn main() -> anyhow::Result<()> {
         Command::Batch { merge: None, client, args: Some(args) } => batch::batch(client, args),
         Command::Batch { .. } => anyhow::bail!("memgpt batch needs --input and --output (or the `merge` subcommand)"),
         Command::Eval { what: EvalCommand::Qa(args) } => eval_qa::qa(args),
+        Command::Eval { what: EvalCommand::Graph(args) } => eval_graph::graph(args),
         Command::Eval { what: EvalCommand::Attend(args) } => eval_attend::attend(args),
         Command::Eval { what: EvalCommand::Retrieval(args) } => eval::retrieval(args),
         Command::Eval { what: EvalCommand::GatewayRetrieval(args) } => eval_gateway::gateway_retrieval(args),
