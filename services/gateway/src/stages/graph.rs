@@ -110,6 +110,9 @@ pub async fn follow(memory: &MemoryClient, trace: &Trace, scope: &Scope<'_>, mut
     let span = tracing::info_span!("hops", max_hops, reached = tracing::field::Empty);
     async move {
         let mut seen: HashSet<(String, String)> = hits.iter().map(|r| (r.namespace.clone(), r.hit.id.clone())).collect();
+        for r in hits.iter_mut() {
+            r.walked = meta(&r.hit, OBJECT_KEY).is_some();
+        }
         let mut expanded: HashSet<String> = HashSet::new();
         let mut level: Vec<usize> = (0..hits.len()).collect();
         let mut added = 0;
@@ -136,7 +139,7 @@ pub async fn follow(memory: &MemoryClient, trace: &Trace, scope: &Scope<'_>, mut
                     let subject = meta(&hit, SUBJECT_KEY)?.to_string();
                     let &(_, from) = frontier.iter().find(|(e, _)| *e == subject)?;
                     let via = hits[from].hit.id.clone();
-                    Some((from, Retrieved { namespace: hit.namespace.clone(), hit, hop, via, via_entity: subject, from: Some(from) }))
+                    Some((from, Retrieved { namespace: hit.namespace.clone(), hit, hop, via, via_entity: subject, from: Some(from), walked: true }))
                 })
                 .collect();
             next.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.hit.id.cmp(&b.1.hit.id)));
@@ -167,7 +170,7 @@ pub fn memories(hits: &[Retrieved]) -> (Vec<gen::Memory>, Vec<usize>) {
     let mut memories = Vec::new();
     let mut read_in = vec![usize::MAX; hits.len()];
     for root in (0..hits.len()).filter(|&i| hits[i].from.is_none()) {
-        if children[root].is_empty() {
+        if children[root].is_empty() && !hits[root].walked {
             read_in[root] = memories.len();
             memories.push(gen::Memory { id: hits[root].hit.id.clone(), text: hits[root].hit.text.clone() });
             continue;
@@ -206,7 +209,8 @@ fn path_text(hits: &[Retrieved], path: &[usize]) -> String {
     }
     // The walk knows the path's two ends: said plainly, a small model answers from them.
     let (head, end) = (part(path[0], SUBJECT), part(path[path.len() - 1], OBJECT));
-    text.push_str(&format!(": a path of {} facts from {head} to {end}.", path.len()));
+    let facts = if path.len() == 1 { "fact" } else { "facts" };
+    text.push_str(&format!(": a path of {} {facts} from {head} to {end}.", path.len()));
     text
 }
 

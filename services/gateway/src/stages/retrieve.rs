@@ -24,6 +24,8 @@ pub struct Retrieved {
     pub via_entity: String,
     /// For hop > 1: the index, among the question's hits, of the fact that led here.
     pub from: Option<usize>,
+    /// Whether hops were followed from it (a fact then reads as a path, even alone).
+    pub walked: bool,
 }
 
 impl Retrieved {
@@ -81,7 +83,7 @@ pub async fn retrieve(memory: &MemoryClient, trace: &Trace, query: Query<'_>) ->
         .instrument(span.clone())
         .await?
         .into_iter()
-        .map(|hit| Retrieved { namespace: hit.namespace.clone(), hit, hop: 1, via: String::new(), via_entity: String::new(), from: None })
+        .map(|hit| Retrieved { namespace: hit.namespace.clone(), hit, hop: 1, via: String::new(), via_entity: String::new(), from: None, walked: false })
         .collect();
     span.record("hits", all.len());
     Ok(all)

@@ -4,7 +4,7 @@
 //! depth (from depth 2) joins the one before it half-way and shares its second half, so chains
 //! share entities; distractor facts join random identifiers, half of them pointing into the
 //! chains past their heads (edges in, so no walk forward is ambiguous). Each question names only the chain's
-//! head ("Where does a lead in the end?"), retrieves one memory (top_k 1), and is right when
+//! head ("Where does a lead?"), retrieves one memory (top_k 1), and is right when
 //! the answer holds the chain's end. Accuracy per depth, attend mode and `max_hops` (1, and
 //! the deepest depth), and the share of answers whose citations hold the whole path.
 
@@ -43,12 +43,18 @@ pub struct GraphArgs {
     /// Attend modes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "concat,fused", value_parser = ["concat", "fused"])]
     modes: Vec<String>,
-    /// Tokens an answer may run to.
-    #[arg(long, default_value_t = 64)]
+    /// Tokens an answer may run to (a recited path of 6 facts takes about 70).
+    #[arg(long, default_value_t = 96)]
     max_new_tokens: u32,
     /// Seed of the generated graph.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// The question of each chain; `{head}` is replaced by its head.
+    #[arg(long, default_value = "Where does {head} lead?")]
+    question: String,
+    /// Print each wrong answer (standard error).
+    #[arg(long)]
+    show_wrong: bool,
     /// Questions in flight.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
@@ -159,7 +165,7 @@ async fn run(args: &GraphArgs, addr: &str, chains: &[Chain], facts: &[(String, S
             let asks = chains.iter().map(|c| {
                 let mut client = client.clone();
                 let req = gw::AskRequest {
-                    question: format!("Where does {} lead in the end?", c.path[0].0),
+                    question: args.question.replace("{head}", &c.path[0].0),
                     namespaces: vec![args.namespace.clone()],
                     top_k: Some(1),
                     attend_mode: attend_mode as i32,
@@ -176,7 +182,11 @@ async fn run(args: &GraphArgs, addr: &str, chains: &[Chain], facts: &[(String, S
                 for (c, a) in chains.iter().zip(&answers).filter(|(c, _)| c.depth == depth) {
                     n += 1;
                     let end = &c.path[c.path.len() - 1].1;
-                    right += usize::from(a.answer.to_lowercase().contains(end.as_str()));
+                    let ok = a.answer.to_lowercase().contains(end.as_str());
+                    if !ok && args.show_wrong {
+                        eprintln!("wrong ({mode}, max_hops {max_hops}, depth {depth}, end {end}): {:?}", a.answer);
+                    }
+                    right += usize::from(ok);
                     paths += usize::from(cites_path(c, a));
                 }
                 let share = |k: usize| k as f64 / n.max(1) as f64;
