@@ -1,6 +1,8 @@
-//! Tenant isolation, randomised: several API keys and namespaces; every Search and Ask by
-//! every key over random namespace sets either returns only citations from namespaces the key
-//! may read, or PERMISSION_DENIED with nothing returned.
+//! Tenant isolation, randomised: several API keys and namespaces; every Search, Ask (with and
+//! without hops over facts) and Neighbors walk by every key over random namespace sets either
+//! returns only citations and edges from namespaces the key may read, or PERMISSION_DENIED
+//! with nothing returned. The facts cross namespaces: from any namespace's `door` an edge goes
+//! on in every namespace, so a hop that left the request's namespaces would show.
 
 use integration_tests::{Cluster, Options};
 use memgpt_proto::gateway::v1 as gw;
@@ -35,7 +37,10 @@ async fn a_key_never_sees_a_namespace_it_may_not_read() {
             d.metadata.insert("owner".into(), ns.into());
             d
         });
-        operator.remember(gw::RememberRequest { namespace: ns.into(), documents: documents.collect(), warm: false, ..Default::default() }).await.unwrap();
+        let fact = |s: &str, o: String| gw::Fact { subject: s.into(), relation: "leads to".into(), object: o, ..Default::default() };
+        let mut facts = vec![fact("gate", format!("door-{ns}"))];
+        facts.extend(namespaces.iter().map(|x| fact(&format!("door-{x}"), format!("vault-{ns}"))));
+        operator.remember(gw::RememberRequest { namespace: ns.into(), documents: documents.collect(), facts, warm: false, ..Default::default() }).await.unwrap();
     }
     let keys = ["operator-key-00000000", "alpha-key-0000000000", "beta-key-00000000000", "gamma-key-0000000000"];
     let mut clients = Vec::new();
@@ -45,32 +50,46 @@ async fn a_key_never_sees_a_namespace_it_may_not_read() {
     let seed: u64 = std::env::var("MEMGPT_IT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let rounds = if crate::full() { 400 } else { 80 };
+    // The hops do walk, across namespaces but only the request's: gate -> door-x (x alpha or
+    // beta) -> vault-alpha and vault-beta.
+    let two = vec!["alpha".to_string(), "beta".to_string()];
+    let params = Some(gen::SamplingParams { max_new_tokens: Some(4), temperature: Some(0.0), ..Default::default() });
+    let req = gw::AskRequest { question: "Where does gate lead?".into(), namespaces: two.clone(), top_k: Some(1), max_hops: Some(3), params, ..Default::default() };
+    let cites = operator.ask(req).await.unwrap().into_inner().citations;
+    let mut second: Vec<&str> = cites.iter().filter(|c| c.hop == 2).map(|c| c.namespace.as_str()).collect();
+    second.sort();
+    assert_eq!(second, ["alpha", "beta"], "{cites:?}");
+    assert!(cites.iter().all(|c| two.contains(&c.namespace) && c.hop <= 2), "{cites:?}");
     let (mut denied, mut served) = (0, 0);
     for round in 0..rounds {
         let (key, client) = clients.choose_mut(&mut rng).unwrap();
         let n = rng.gen_range(1..=3);
         let picked: Vec<String> = namespaces.choose_multiple(&mut rng, n).map(|s| s.to_string()).collect();
         let may = picked.iter().all(|ns| allowed(key, ns));
-        let ask = round % 5 == 0;
-        let citations = if ask {
+        let citations = if round % 5 == 0 {
+            let hops = round % 2 == 0;
             let req = gw::AskRequest {
-                question: "What is the value of record 3 of secret?".into(),
+                question: if hops { "Where does gate lead?".into() } else { "What is the value of record 3 of secret?".into() },
                 namespaces: picked.clone(),
                 top_k: Some(5),
                 params: Some(gen::SamplingParams { max_new_tokens: Some(4), temperature: Some(0.0), ..Default::default() }),
+                max_hops: hops.then(|| rng.gen_range(2..=4)),
                 ..Default::default()
             };
-            client.ask(req).await.map(|r| r.into_inner().citations)
+            client.ask(req).await.map(|r| r.into_inner().citations.into_iter().map(|c| c.namespace).collect::<Vec<_>>())
+        } else if round % 5 == 1 {
+            let req = gw::NeighborsRequest { entity: "gate".into(), namespaces: picked.clone(), hops: rng.gen_range(1..=3), ..Default::default() };
+            client.neighbors(req).await.map(|r| r.into_inner().edges.into_iter().map(|e| e.namespace).collect::<Vec<_>>())
         } else {
             let req = gw::SearchRequest { question: "record 3 of secret".into(), namespaces: picked.clone(), top_k: Some(20), ..Default::default() };
-            client.search(req).await.map(|r| r.into_inner().citations)
+            client.search(req).await.map(|r| r.into_inner().citations.into_iter().map(|c| c.namespace).collect::<Vec<_>>())
         };
         match citations {
             Ok(cites) => {
                 assert!(may, "seed {seed}: {key} read {picked:?}");
                 assert!(!cites.is_empty());
-                for c in &cites {
-                    assert!(picked.contains(&c.namespace) && allowed(key, &c.namespace), "seed {seed}: {key} got a citation from {}", c.namespace);
+                for ns in &cites {
+                    assert!(picked.contains(ns) && allowed(key, ns), "seed {seed}: {key} got a citation or edge from {ns}");
                 }
                 served += 1;
             }

@@ -3,6 +3,7 @@
 mod batch;
 mod common;
 mod eval_gateway;
+mod eval_graph;
 mod eval_qa;
 mod eval_scifact;
 mod serve;

@@ -27,7 +27,7 @@ fn backends() -> (SocketAddr, SocketAddr) {
 }
 
 /// A gateway kept running for the process (its handle is leaked on purpose).
-fn gateway(extra: &[&str]) -> SocketAddr {
+pub(super) fn gateway(extra: &[&str]) -> SocketAddr {
     let (m, g) = backends();
     let running = Box::leak(Box::new(common::gateway(&[m], &[g], extra)));
     running.addr
@@ -48,11 +48,11 @@ fn search(ns: &str) -> gw::SearchRequest {
     gw::SearchRequest { question: "anything".into(), namespaces: vec![ns.into()], ..Default::default() }
 }
 
-fn doc(id: &str, text: &str) -> gw::Document {
+pub(super) fn doc(id: &str, text: &str) -> gw::Document {
     gw::Document { id: id.into(), text: text.into(), metadata: Default::default(), ..Default::default() }
 }
 
-async fn count(ns: &str) -> u64 {
+pub(super) async fn count(ns: &str) -> u64 {
     let channel = common::serving(backends().0, "memgpt.memory.v1.Memory").await;
     let mut m = mem::memory_client::MemoryClient::new(channel);
     m.count(mem::CountRequest { namespace: ns.into() }).await.unwrap().into_inner().count

@@ -8,5 +8,6 @@ mod ask;
 mod cancel;
 mod chunk;
 mod failover;
+mod graph;
 mod tls;
 mod trace;
