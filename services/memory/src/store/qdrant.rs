@@ -73,6 +73,8 @@ pub struct QdrantStore {
     client: Qdrant,
     config: QdrantStoreConfig,
     write_permits: Arc<Semaphore>,
+    /// Metadata keys a Find has asked Qdrant to index (as edge does, on first use).
+    indexed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn unavailable(err: impl std::fmt::Display) -> MemoryError {
@@ -157,7 +159,29 @@ impl QdrantStore {
             tracing::info!("collection created");
         }
         let write_permits = Arc::new(Semaphore::new(config.max_inflight_writes));
-        Ok(Self { client, config, write_permits })
+        Ok(Self { client, config, write_permits, indexed: Default::default() })
+    }
+
+    /// Asks Qdrant, once per key, for a keyword index on the metadata keys a lookup matches
+    /// exactly (an entity key of the graph, a document id); without one a lookup still works,
+    /// by scanning.
+    async fn index_keywords(&self, filter: &Filter) {
+        let keys: Vec<String> = {
+            let mut indexed = self.indexed.lock().unwrap_or_else(|p| p.into_inner());
+            filter
+                .must
+                .iter()
+                .filter(|c| !matches!(c.predicate, super::Predicate::Range { .. }))
+                .map(|c| format!("{}.\"{}\"", super::META_KEY, c.key))
+                .filter(|path| indexed.insert(path.clone()))
+                .collect()
+        };
+        for path in keys {
+            let request = CreateFieldIndexCollectionBuilder::new(&self.config.collection, &path, FieldType::Keyword);
+            if let Err(e) = self.client.create_field_index(request).await {
+                tracing::warn!(key = %path, error = %e, "keyword index not created");
+            }
+        }
     }
 
     fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
@@ -190,6 +214,7 @@ impl VectorStore for QdrantStore {
     }
 
     async fn find(&self, query: FindQuery) -> Result<Found> {
+        self.index_keywords(&query.filter).await;
         let filter = valid_filter(&query.namespaces, Some(&query.filter), query.as_of, query.now);
         let request = ScrollPointsBuilder::new(&self.config.collection)
             .filter(filter)

@@ -1,4 +1,5 @@
-//! Ranking modes (dense, BM25, hybrid) and validity (as of a time, TTL expiry, the sweep), on
+//! Ranking modes (dense, BM25, hybrid), searches and lookups (Find) over several namespaces,
+//! and validity (as of a time, TTL expiry, the sweep), on
 //! the edge store and, when `QDRANT_URL` names a Qdrant server's gRPC port, on the qdrant store
 //! too (a fresh collection per test); without it the qdrant half says it is skipped.
 
@@ -184,6 +185,40 @@ async fn several_namespaces_are_ranked_as_one_collection() {
             let status = c.search(bad).await.unwrap_err();
             assert_eq!(status.code(), tonic::Code::InvalidArgument, "{store}: {status:?}");
             assert!(status.message().contains("more_namespaces") && status.message().contains(why), "{store}: {status:?}");
+        }
+        server.stop().await.unwrap();
+        drop_collection(&flags).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_looks_records_up_by_payload_across_namespaces() {
+    for (store, flags) in stores("find") {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, mut c) = serve(dir.path(), &flags, &[]).await;
+        let keyed = |id: &str, key: &str| record(id, 7, "a fact", &[("entity", key)]);
+        let kb = vec![keyed("a", "x"), keyed("b", "y"), keyed("c", "z")];
+        c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: kb, wait: true }).await.unwrap();
+        let mut old = keyed("d", "x");
+        old.valid_until = "2020-01-01T00:00:00Z".into();
+        c.upsert(pb::UpsertRequest { namespace: "notes".into(), records: vec![keyed("a", "x"), old], wait: true }).await.unwrap();
+        let any_of = |values: &[&str]| pb::Filter {
+            must: vec![pb::Condition { key: "entity".into(), predicate: Some(pb::condition::Predicate::AnyOf(pb::AnyOf { values: values.iter().map(|v| v.to_string()).collect() })) }],
+        };
+        let find = |values: &[&str], limit| pb::FindRequest { namespace: "kb".into(), more_namespaces: vec!["notes".into()], filter: Some(any_of(values)), limit, as_of: String::new() };
+        let found = c.find(find(&["x", "y"], 10)).await.unwrap().into_inner();
+        let got: Vec<(&str, &str)> = found.hits.iter().map(|h| (h.namespace.as_str(), h.id.as_str())).collect();
+        // By namespace, then id; "d" stopped holding in 2020.
+        assert_eq!((got, found.truncated), (vec![("kb", "a"), ("kb", "b"), ("notes", "a")], false), "{store}");
+        let mut then = find(&["x"], 10);
+        then.as_of = "2019-06-01T00:00:00Z".into();
+        let then = c.find(then).await.unwrap().into_inner();
+        assert!(then.hits.iter().any(|h| h.id == "d"), "{store}: {then:?}");
+        let cut = c.find(find(&["x", "y", "z"], 2)).await.unwrap().into_inner();
+        assert_eq!((cut.hits.len(), cut.truncated), (2, true), "{store}");
+        for (req, field) in [(find(&["x"], 0), "`limit`"), (pb::FindRequest { filter: None, ..find(&["x"], 5) }, "`filter`"), (pb::FindRequest { namespace: String::new(), ..find(&["x"], 5) }, "`namespace`")] {
+            let status = c.find(req).await.unwrap_err();
+            assert!(status.code() == tonic::Code::InvalidArgument && status.message().contains(field), "{store}: {field}: {status:?}");
         }
         server.stop().await.unwrap();
         drop_collection(&flags).await;
