@@ -128,26 +128,36 @@ pub fn max_hops(config: &GatewayConfig, field: &str, max_hops: Option<u32>) -> R
     }
 }
 
-/// The facts of a Remember, as the documents they are stored as: subject, relation and
-/// object 1 to 512 bytes without control characters, metadata as a document's.
-pub fn facts(facts: &[gw::Fact]) -> Result<Vec<Document>> {
-    let mut documents = Vec::with_capacity(facts.len());
+/// A subject, relation, object or entity: 1 to 512 bytes, not blank, no control characters.
+pub fn fact_part(field: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() || value.len() > MAX_FACT_PART_BYTES {
+        return Err(GatewayError::invalid(field, format!("must be 1 to {MAX_FACT_PART_BYTES} bytes, not blank (is {})", value.len())));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(GatewayError::invalid(field, format!("holds the control character {c:?}")));
+    }
+    Ok(())
+}
+
+/// The facts of a Remember, as the documents they are stored as (a fact given twice once);
+/// metadata and validity as a document's, and no fact's id one of `documents`'.
+pub fn facts(facts: &[gw::Fact], documents: &[Document]) -> Result<Vec<Document>> {
+    let mut stored: Vec<Document> = Vec::with_capacity(facts.len());
     for (i, f) in facts.iter().enumerate() {
         for (name, value) in [("subject", &f.subject), ("relation", &f.relation), ("object", &f.object)] {
-            let field = format!("facts[{i}].{name}");
-            if value.trim().is_empty() || value.len() > MAX_FACT_PART_BYTES {
-                return Err(GatewayError::invalid(field, format!("must be 1 to {MAX_FACT_PART_BYTES} bytes, not blank (is {})", value.len())));
-            }
-            if let Some(c) = value.chars().find(|c| c.is_control()) {
-                return Err(GatewayError::invalid(field, format!("holds the control character {c:?}")));
-            }
+            fact_part(&format!("facts[{i}].{name}"), value)?;
         }
         metadata(&format!("facts[{i}].metadata"), &f.metadata)?;
         let d = crate::stages::graph::fact_document(f);
         validity(&format!("facts[{i}]"), &d)?;
-        documents.push(d);
+        if documents.iter().any(|doc| doc.id == d.id) {
+            return Err(GatewayError::invalid(format!("facts[{i}]"), format!("its id `{}` is also a document's", d.id)));
+        }
+        if !stored.iter().any(|s| s.id == d.id) {
+            stored.push(d);
+        }
     }
-    Ok(documents)
+    Ok(stored)
 }
 
 /// A document's or a fact's metadata: keys clean and not the gateway's own.

@@ -45,17 +45,9 @@ pub async fn remember(gw: &Gateway, who: &Principal, trace: &Trace, req: Remembe
 pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberRequest) -> Result<RememberResponse> {
     let c = &gw.config;
     validate::documents(c, &req.documents, req.facts.len())?;
-    let facts = validate::facts(&req.facts)?;
-    if let Some((i, f)) = facts.iter().enumerate().find(|(_, f)| req.documents.iter().any(|d| d.id == f.id)) {
-        return Err(crate::GatewayError::invalid(format!("facts[{i}]"), format!("its id `{}` is also a document's", f.id)));
-    }
-    // The same fact twice in one request is one memory.
+    let facts = validate::facts(&req.facts, &req.documents)?;
     let mut req = req;
-    for f in facts {
-        if !req.documents.iter().any(|d| d.id == f.id) {
-            req.documents.push(f);
-        }
-    }
+    req.documents.extend(facts);
     let expires_at = expiry(req.ttl_seconds)?;
     let span = tracing::info_span!("remember", trace_id = %trace.trace_id, namespace = %req.namespace, documents = req.documents.len(), chunks = tracing::field::Empty);
     async move {
@@ -161,9 +153,7 @@ pub async fn forget(gw: &Gateway, who: &Principal, trace: &Trace, req: ForgetReq
 pub async fn neighbors(gw: &Gateway, who: &Principal, trace: &Trace, req: NeighborsRequest) -> Result<NeighborsResponse> {
     validate::retrieval(&gw.config, who, &req.namespaces, None, None, true)?;
     validate::time("as_of", &req.as_of)?;
-    if req.entity.trim().is_empty() || req.entity.len() > 512 || req.entity.chars().any(char::is_control) {
-        return Err(crate::GatewayError::invalid("entity", "must be 1 to 512 bytes, not blank, without control characters"));
-    }
+    validate::fact_part("entity", &req.entity)?;
     let hops = validate::max_hops(&gw.config, "hops", Some(req.hops.max(1)))?;
     let mut bounds = gw.config.hop_bounds();
     if req.limit > 0 {

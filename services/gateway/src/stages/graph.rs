@@ -131,10 +131,12 @@ pub async fn follow(memory: &MemoryClient, trace: &Trace, scope: &Scope<'_>, mut
                 break;
             }
             let entities = frontier.iter().map(|(e, _)| e.clone()).collect();
-            let (found, _) = find(memory, trace, scope, SUBJECT_KEY, entities, room).await?;
+            // Facts already held may come back too: ask for room beyond them.
+            let (found, _) = find(memory, trace, scope, SUBJECT_KEY, entities, (room + seen.len()).min(1000)).await?;
             let mut next: Vec<(usize, Retrieved)> = found
                 .into_iter()
                 .filter(|h| seen.insert((h.namespace.clone(), h.id.clone())))
+                .take(room)
                 .filter_map(|hit| {
                     let subject = meta(&hit, SUBJECT_KEY)?.to_string();
                     let &(_, from) = frontier.iter().find(|(e, _)| *e == subject)?;
@@ -231,7 +233,7 @@ pub async fn neighbors(memory: &MemoryClient, trace: &Trace, scope: &Scope<'_>, 
             }
             let mut level: BTreeMap<(String, String), mem::Hit> = BTreeMap::new();
             for key in [SUBJECT_KEY, OBJECT_KEY] {
-                let (found, cut) = find(memory, trace, scope, key, frontier.clone(), room).await?;
+                let (found, cut) = find(memory, trace, scope, key, frontier.clone(), (room + seen.len()).min(1000)).await?;
                 truncated |= cut;
                 for hit in found {
                     level.insert((hit.namespace.clone(), hit.id.clone()), hit);
