@@ -339,7 +339,7 @@ impl VectorStore for EdgeStore {
                     order_by: None,
                 };
                 let (points, _) = inner.shards[i].edge.scroll(request).map_err(MemoryError::store)?;
-                Ok(points.into_iter().map(|p| hit(0.0, p.payload.as_ref())).collect::<Vec<_>>())
+                Ok(points.into_iter().map(|p| convert::hit(0.0, p.payload.as_ref())).collect::<Vec<_>>())
             })
             .await?;
         Ok(Found::of(per_shard.into_iter().flatten().collect(), limit))
@@ -373,14 +373,14 @@ impl VectorStore for EdgeStore {
                 let mut lists = Lists::default();
                 if query.retrieval.dense() {
                     let params = Some(SearchParams { hnsw_ef: Some(ef), ..Default::default() });
-                    lists.dense = hits(shard.search(request(query.vector.clone().into(), params)).map_err(MemoryError::store)?);
+                    lists.dense = convert::hits(shard.search(request(query.vector.clone().into(), params)).map_err(MemoryError::store)?);
                 }
                 if let Some(sparse) = &sparse_query {
                     let named = NamedQuery {
                         query: VectorInternal::Sparse(sparse.clone()),
                         using: Some(lexical::SPARSE_VECTOR.to_string()),
                     };
-                    lists.sparse = hits(shard.search(request(QueryEnum::Nearest(named), None)).map_err(MemoryError::store)?);
+                    lists.sparse = convert::hits(shard.search(request(QueryEnum::Nearest(named), None)).map_err(MemoryError::store)?);
                 }
                 Ok(lists)
             })
@@ -485,25 +485,5 @@ impl VectorStore for EdgeStore {
     async fn flush(&self) -> Result<()> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || inner.checkpoint()).await.map_err(MemoryError::store)?
-    }
-}
-
-/// Hits out of one shard's scored points.
-fn hits(points: Vec<qdrant_edge::ScoredPoint>) -> Vec<Hit> {
-    points.into_iter().map(|p| hit(p.score, p.payload.as_ref())).collect()
-}
-
-/// A hit of a stored payload.
-fn hit(score: f32, payload: Option<&qdrant_edge::Payload>) -> Hit {
-    let fields = convert::from_payload(payload);
-    Hit {
-        namespace: fields.namespace,
-        id: fields.id,
-        score,
-        text: fields.text,
-        metadata: fields.metadata,
-        validity: fields.validity,
-        dense: None,
-        sparse: None,
     }
 }

@@ -10,7 +10,7 @@ use qdrant_edge::{
 };
 
 use crate::store::{
-    lexical, point_uuid, Condition, Filter, Millis, Predicate, Record, Validity,
+    lexical, point_uuid, Condition, Filter, Hit, Millis, Predicate, Record, Validity,
     EXPIRES_KEY, ID_KEY, META_KEY, NAMESPACE_KEY, NUM_KEY, TEXT_KEY, VALID_FROM_KEY,
     VALID_UNTIL_KEY,
 };
@@ -152,5 +152,25 @@ pub fn dense_vector(vector: Option<VectorStructInternal>) -> Vec<f32> {
             _ => Vec::new(),
         },
         _ => Vec::new(),
+    }
+}
+
+/// Hits out of one shard's scored points.
+pub fn hits(points: Vec<qdrant_edge::ScoredPoint>) -> Vec<Hit> {
+    points.into_iter().map(|p| hit(p.score, p.payload.as_ref())).collect()
+}
+
+/// A hit of a stored payload.
+pub fn hit(score: f32, payload: Option<&qdrant_edge::Payload>) -> Hit {
+    let fields = from_payload(payload);
+    Hit {
+        namespace: fields.namespace,
+        id: fields.id,
+        score,
+        text: fields.text,
+        metadata: fields.metadata,
+        validity: fields.validity,
+        dense: None,
+        sparse: None,
     }
 }
