@@ -16,7 +16,7 @@ def test_reflection_lists_and_calls_every_rpc(memory_service):
     assert SERVICE in client.db.get_services()
     assert "grpc.health.v1.Health" in client.db.get_services()
     assert sorted(client.service.methods_by_name) == sorted(
-        ["Upsert", "Search", "Get", "Delete", "Count", "List", "DropNamespace"]
+        ["Upsert", "Search", "Find", "Get", "Delete", "Count", "List", "DropNamespace"]
     )
 
     records = [
@@ -36,6 +36,12 @@ def test_reflection_lists_and_calls_every_rpc(memory_service):
          "filter": {"must": [{"key": "lang", "equals": "en"}]}},
     )["hits"]
     assert sorted(h["id"] for h in filtered) == ["a", "c"]
+
+    found = client.call(
+        "Find",
+        {"namespace": "py", "limit": 10, "filter": {"must": [{"key": "lang", "any_of": {"values": ["en"]}}]}},
+    )
+    assert [h["id"] for h in found["hits"]] == ["a", "c"] and "truncated" not in found
 
     got = client.call("Get", {"namespace": "py", "ids": ["b", "missing"]})["records"]
     assert [r["id"] for r in got] == ["b"]
