@@ -122,25 +122,13 @@ pub fn graph(args: GraphArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.chains >= 1, "--chains: give at least 1");
     let (chains, facts) = generate(&args);
     let deepest = *args.depths.iter().max().unwrap_or(&1);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let data = tempfile::tempdir()?;
-        let (addr, stack) = match &args.gateway {
-            Some(a) => (a.clone(), None),
-            None => {
-                let stack = crate::serve::start(&crate::serve::ServeArgs::loopback(data.path().to_path_buf(), &args.model)).await?;
-                (stack.url(), Some(stack))
-            }
-        };
-        let outcome = run(&args, &addr, &chains, &facts, deepest).await;
-        if let Some(stack) = stack {
-            stack.shutdown().await?;
-        }
-        for line in outcome? {
-            println!("{line}");
-        }
-        Ok(())
-    })
+    let args = &args;
+    let (chains, facts) = (&chains, &facts);
+    let lines = crate::serve::against(args.gateway.as_deref(), &args.model, |_| {}, |addr| async move { run(args, &addr, chains, facts, deepest).await })?;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 async fn run(args: &GraphArgs, addr: &str, chains: &[Chain], facts: &[(String, String)], deepest: u32) -> anyhow::Result<Vec<String>> {
