@@ -7,12 +7,13 @@
 //! - `grpc.health.v1` where the overall service `""` and the service's own name start
 //!   NOT_SERVING and follow a readiness task ([`Health`]), and `liveness` stays SERVING;
 //! - reflection v1 and v1alpha over every MemGPT contract and health;
-//! - a Prometheus endpoint when configured;
+//! - a Prometheus endpoint when configured, and an HTTP/JSON face beside gRPC ([`http`]);
 //! - background loading of a model or store: the readiness task's error stops the server and
 //!   is what [`Server::serve`] returns;
 //! - drain on shutdown (SIGTERM in the binaries, see [`lifecycle`]): health goes NOT_SERVING,
 //!   in-flight calls get the grace period, then the server stops.
 
+pub mod http;
 pub mod lifecycle;
 pub mod tls;
 
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use http::HttpFace;
 pub use lifecycle::{run_service, shutdown_signal, LIVENESS_SERVICE};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -109,6 +111,7 @@ pub struct Server {
     grace: Duration,
     metrics_listen: Option<SocketAddr>,
     health: Health,
+    http: Option<HttpFace>,
 }
 
 impl Server {
@@ -116,7 +119,7 @@ impl Server {
     /// reports it), plaintext, no grace, no metrics endpoint.
     pub fn new(service: &'static str) -> Self {
         let health = Health { reporter: HealthReporter::new(), service };
-        Self { service, tls: TlsFiles::default(), grace: Duration::ZERO, metrics_listen: None, health }
+        Self { service, tls: TlsFiles::default(), grace: Duration::ZERO, metrics_listen: None, health, http: None }
     }
 
     /// Serves TLS (and mutual TLS with a client CA) from these files.
@@ -137,6 +140,12 @@ impl Server {
         self
     }
 
+    /// Serves an HTTP/JSON face too, under the same drain (see [`http`]).
+    pub fn http(mut self, face: Option<HttpFace>) -> Self {
+        self.http = face;
+        self
+    }
+
     /// The health handle the readiness task drives.
     pub fn health(&self) -> Health {
         self.health.clone()
@@ -152,7 +161,7 @@ impl Server {
         R: Future<Output = Result<(), E>> + Send + 'static,
         E: From<ServeError> + Send + 'static,
     {
-        let Self { service, tls, grace, metrics_listen, health } = self;
+        let Self { service, tls, grace, metrics_listen, health, http } = self;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.reporter.clone()));
         health.set_service(LIVENESS_SERVICE, true).await;
         health.set(false).await;
@@ -191,6 +200,12 @@ impl Server {
                 let _ = stop_tx.send(true);
             }
         };
+        let http_task = http.map(|face| {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(http::serve(face, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }))
+        });
         // Without TCP_NODELAY, small responses wait on delayed ACKs (about 40 ms each).
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = builder
@@ -205,6 +220,16 @@ impl Server {
                 Ok(())
             }
         };
+        if let Some(mut task) = http_task {
+            match tokio::time::timeout(grace.max(Duration::from_millis(100)), &mut task).await {
+                Ok(Ok(Err(e))) => tracing::error!(service, error = %e, "the HTTP face failed"),
+                Err(_) => {
+                    tracing::warn!(service, "HTTP requests outlived the grace period");
+                    task.abort();
+                }
+                _ => {}
+            }
+        }
         background.abort();
         let _ = background.await;
         health.set(false).await;

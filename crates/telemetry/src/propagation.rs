@@ -1,5 +1,5 @@
 //! W3C trace context across gRPC: servers open one span per call whose parent is the caller's
-//! `traceparent` ([`grpc_span`], for tonic's `trace_fn`), and clients put the current span's
+//! `traceparent` ([`grpc_span`], for tonic's `trace_fn`; [`http_span`] for HTTP requests), and clients put the current span's
 //! context into outgoing metadata ([`inject`]).
 
 use opentelemetry::propagation::{Extractor, Injector};
@@ -32,6 +32,17 @@ impl Injector for Metadata<'_> {
 pub fn grpc_span(request: &http::Request<()>) -> tracing::Span {
     let span = tracing::info_span!("grpc", rpc = %request.uri().path(), otel.kind = "server");
     let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(request.headers())));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The span of one incoming HTTP request (`route`: the matched route, such as
+/// `/v1/chat/completions`), continuing the caller's trace as [`grpc_span`] does.
+pub fn http_span(method: &http::Method, route: &str, headers: &http::HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!("http", method = %method, route = %route, otel.kind = "server", status = tracing::field::Empty);
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }

@@ -121,15 +121,19 @@ impl Auth {
         Ok(Self { keys: Some(keys) })
     }
 
-    /// Authenticates a call from its metadata and takes one token of its key's rate.
+    /// Authenticates a gRPC call from its metadata and takes one token of its key's rate.
     pub fn authorize(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal> {
+        self.authorize_header(metadata.get("authorization").map(|v| v.to_str().unwrap_or_default()))
+    }
+
+    /// Authenticates the value of an `authorization` header (gRPC metadata or HTTP) and takes
+    /// one token of its key's rate.
+    pub fn authorize_header(&self, header: Option<&str>) -> Result<Principal> {
         let Some(keys) = &self.keys else {
             return Ok(Principal { key_id: "anonymous".into(), namespaces: None });
         };
-        let header = metadata
-            .get("authorization")
-            .ok_or_else(|| GatewayError::Unauthenticated("missing `authorization: Bearer <API key>` metadata".into()))?;
-        let token = header.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let header = header.ok_or_else(|| GatewayError::Unauthenticated("missing `authorization: Bearer <API key>`".into()))?;
+        let token = header.strip_prefix("Bearer ").map(str::trim);
         let key = token
             .and_then(|t| keys.get(t))
             .ok_or_else(|| GatewayError::Unauthenticated("the API key is not valid".into()))?;

@@ -10,6 +10,13 @@ pub struct GatewayConfig {
     /// Address to listen on.
     #[arg(long, env = "MEMGPT_GATEWAY_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address of the OpenAI-compatible HTTP/JSON API (`/v1/chat/completions`,
+    /// `/v1/embeddings`, `/v1/models`, `/v1/memories`, `/openapi.json`); none when unset.
+    #[arg(long, env = "MEMGPT_GATEWAY_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Largest HTTP request body, in bytes (beyond it 413).
+    #[arg(long, env = "MEMGPT_GATEWAY_HTTP_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub http_max_body_bytes: usize,
     /// Memory service endpoints (comma-separated).
     #[arg(long, env = "MEMGPT_GATEWAY_MEMORY", value_delimiter = ',', default_value = "http://127.0.0.1:50052")]
     pub memory: Vec<String>,
@@ -90,6 +97,10 @@ pub struct GatewayConfig {
     /// Longest document, in bytes.
     #[arg(long, env = "MEMGPT_GATEWAY_MAX_DOCUMENT_BYTES", default_value_t = 1024 * 1024)]
     pub max_document_bytes: usize,
+    /// Largest document given as a file (`content`: PDF, HTML, Markdown), in bytes; its text
+    /// is then held to --max-document-bytes.
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_FILE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_file_bytes: usize,
     /// Deadline of the encode stage, in milliseconds.
     #[arg(long, env = "MEMGPT_GATEWAY_ENCODE_TIMEOUT_MS", default_value_t = 10_000)]
     pub encode_timeout_ms: u64,

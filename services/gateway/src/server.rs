@@ -1,6 +1,7 @@
 //! `serve`: the Gateway service on a bound listener (the server kit does health, reflection,
 //! TLS and the drain). Health is SERVING while the encoder is loaded and at least one memory
-//! and one generator endpoint is healthy.
+//! and one generator endpoint is healthy. With `--http-listen` the OpenAI-compatible HTTP API
+//! (`crate::http`) is served beside it, under the same drain.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use memgpt_models::encoder::bert::Precision;
 use memgpt_models::encoder::{EncoderConfig, EncoderHandle};
 use memgpt_models::text::tokenizer::TextTokenizer;
 use memgpt_proto::gateway::v1::gateway_server::GatewayServer;
-use memgpt_server_kit::{Server, TlsFiles};
+use memgpt_server_kit::{HttpFace, Server, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
@@ -19,6 +20,7 @@ use crate::clients::{GeneratorClient, MemoryClient, Pool};
 use crate::config::GatewayConfig;
 use crate::error::{GatewayError, Result};
 use crate::flows::chat::Sessions;
+use crate::http::HttpState;
 use crate::rpc::forward::{Forward, Forwarded, GeneratorApi, MemoryApi};
 use crate::rpc::{GatewayService, GatewaySlot};
 use crate::stages::encode::Encoder;
@@ -84,7 +86,7 @@ pub async fn serve_with(
     let forward_memory = options.forward_backends.then(|| Forward::<MemoryApi>::new(Arc::clone(&memory), Arc::clone(&auth)));
     let forward_generator =
         options.forward_backends.then(|| Forward::<GeneratorApi>::new(Arc::clone(&generator), Arc::clone(&auth)));
-    let service = GatewayServer::new(GatewayService::new(Arc::clone(&slot), auth, Arc::clone(&sessions)))
+    let service = GatewayServer::new(GatewayService::new(Arc::clone(&slot), Arc::clone(&auth), Arc::clone(&sessions)))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
 
@@ -97,7 +99,16 @@ pub async fn serve_with(
         queue: config.encoder_queue,
         threads: config.encoder_threads,
     });
+    let http = match config.http_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.map_err(|e| GatewayError::invalid("http_listen", format!("cannot listen on {addr}: {e}")))?;
+            let state = HttpState::new(Arc::clone(&slot), Arc::clone(&auth), config.http_max_body_bytes);
+            Some(HttpFace::new(listener, crate::http::router(state)))
+        }
+        None => None,
+    };
     let server = Server::new(SERVICE_NAME)
+        .http(http)
         .tls(TlsFiles { cert: config.tls_cert.clone(), key: config.tls_key.clone(), client_ca: config.tls_client_ca.clone() })
         .grace(Duration::from_secs(config.shutdown_grace_secs))
         .metrics(config.metrics_listen);

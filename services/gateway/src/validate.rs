@@ -217,9 +217,27 @@ pub fn documents(config: &GatewayConfig, documents: &[Document], facts: usize) -
         if let Some(j) = seen.insert(d.id.as_str(), i) {
             return Err(GatewayError::invalid(format!("documents[{i}].id"), format!("`{}` is also documents[{j}]", d.id)));
         }
-        text(&format!("documents[{i}].text"), &d.text, config.max_document_bytes)?;
+        content(config, i, d)?;
         metadata(&format!("documents[{i}].metadata"), &d.metadata)?;
         validity(&format!("documents[{i}]"), d)?;
+    }
+    Ok(())
+}
+
+/// A document's `text` or `content` (one of them) and its `media_type`.
+fn content(config: &GatewayConfig, i: usize, d: &Document) -> Result<()> {
+    if !d.media_type.is_empty() && crate::ingest::media_type(&d.media_type).is_none() {
+        let known: Vec<&str> = crate::ingest::MEDIA_TYPES.iter().map(|(m, _)| *m).collect();
+        return Err(GatewayError::invalid(format!("documents[{i}].media_type"), format!("`{}` is not one of {}", d.media_type, known.join(", "))));
+    }
+    if d.content.is_empty() {
+        return text(&format!("documents[{i}].text"), &d.text, config.max_document_bytes);
+    }
+    if !d.text.is_empty() {
+        return Err(GatewayError::invalid(format!("documents[{i}].content"), "give text or content, not both"));
+    }
+    if d.content.len() > config.max_file_bytes {
+        return Err(GatewayError::invalid(format!("documents[{i}].content"), format!("{} bytes exceed the limit of {}", d.content.len(), config.max_file_bytes)));
     }
     Ok(())
 }

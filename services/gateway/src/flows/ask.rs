@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use memgpt_proto::gateway::v1::{AskRequest, AskResponse, AskStreamResponse, Task, Timings};
+use memgpt_proto::generator::v1 as gen;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -20,17 +21,29 @@ fn since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// Runs a question; deltas go to `tx` as they come, then the final response. `recall`: a
-/// chat session's own namespace, searched beside the named ones (the key's own, not subject
-/// to its namespace list).
+/// What a question brings beyond its request.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// A chat session's own namespace, searched beside the named ones (the key's own, not
+    /// subject to its namespace list).
+    pub recall: Option<String>,
+    /// The caller's instructions, added to the task's system prompt (an OpenAI `system`
+    /// message).
+    pub instructions: String,
+    /// Earlier turns of the conversation, before the question (OpenAI `messages`).
+    pub history: Vec<gen::Message>,
+}
+
+/// Runs a question; deltas go to `tx` as they come, then the final response.
 pub async fn ask(
     gw: Arc<Gateway>,
     who: Principal,
     trace: Trace,
     mut req: AskRequest,
-    recall: Option<String>,
+    context: Context,
     tx: mpsc::Sender<std::result::Result<AskStreamResponse, tonic::Status>>,
 ) -> Result<AskResponse> {
+    let Context { recall, instructions, history } = context;
     let started = Instant::now();
     let task = validate::task(req.task)?;
     validate::question(&gw.config, "question", &req.question)?;
@@ -68,7 +81,8 @@ pub async fn ask(
             timings.retrieve_ms = since(t);
         }
         let t = Instant::now();
-        let greq = attend::request(task, &req.target_language, &req.question, &hits, gw.config.attend_mode(req.attend_mode), req.params.clone());
+        let prompt = attend::Prompt { task, language: &req.target_language, instructions: &instructions, history: &history, question: &req.question };
+        let greq = attend::request(&prompt, &hits, gw.config.attend_mode(req.attend_mode), req.params.clone());
         let last = attend::generate(&gw.generator, &trace, greq, &tx).await?;
         timings.generate_ms = since(t);
         timings.total_ms = since(started);

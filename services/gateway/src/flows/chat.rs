@@ -85,7 +85,7 @@ pub async fn turn(
         max_hops: req.max_hops,
     };
     sessions.touch(&ns);
-    let answer = super::ask::ask(Arc::clone(&gw), who.clone(), trace.clone(), ask, Some(ns.clone()), tx).await?;
+    let answer = super::ask::ask(Arc::clone(&gw), who.clone(), trace.clone(), ask, super::ask::Context { recall: Some(ns.clone()), ..Default::default() }, tx).await?;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let turns = RememberRequest {
         namespace: ns.clone(),

@@ -9,8 +9,8 @@ use memgpt_proto::memory::v1 as mem;
 use tracing::Instrument;
 
 use crate::auth::Principal;
-use crate::chunk;
-use crate::error::Result;
+use crate::error::{GatewayError, Result};
+use crate::{chunk, ingest};
 use crate::stages::retrieve::{needs_vector, retrieve, Query};
 use crate::stages::{attend, graph, output, Gateway};
 use crate::trace::Trace;
@@ -29,7 +29,7 @@ fn expiry(ttl_seconds: u64) -> Result<String> {
         return Ok(String::new());
     }
     if ttl_seconds > MAX_TTL_SECONDS {
-        return Err(crate::GatewayError::invalid("ttl_seconds", format!("{ttl_seconds} exceeds the limit of {MAX_TTL_SECONDS} (100 years)")));
+        return Err(GatewayError::invalid("ttl_seconds", format!("{ttl_seconds} exceeds the limit of {MAX_TTL_SECONDS} (100 years)")));
     }
     let at = chrono::Utc::now() + chrono::Duration::seconds(ttl_seconds as i64);
     Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -51,19 +51,46 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
     let expires_at = expiry(req.ttl_seconds)?;
     let span = tracing::info_span!("remember", trace_id = %trace.trace_id, namespace = %req.namespace, documents = req.documents.len(), chunks = tracing::field::Empty);
     async move {
-        let mut chunks = Vec::with_capacity(req.documents.len());
-        for d in &req.documents {
-            chunks.push(chunk::split(&gw.tokenizer, &d.text, c.chunk_tokens, c.chunk_overlap)?);
+        // Files are read off the async threads (a PDF's text layer takes a while).
+        let documents = std::mem::take(&mut req.documents);
+        let order: std::collections::HashMap<String, usize> = documents.iter().enumerate().map(|(i, d)| (d.id.clone(), i)).collect();
+        let max_text = c.max_document_bytes;
+        let (documents, read) = tokio::task::spawn_blocking(move || {
+            let read: Vec<_> = documents.iter().map(|d| ingest::read(d, max_text)).collect();
+            (documents, read)
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(format!("reading the documents failed: {e}")))?;
+        let mut unread = Vec::new();
+        let mut kept = Vec::new();
+        for (d, extracted) in documents.into_iter().zip(read) {
+            match extracted {
+                Ok(x) => kept.push((d, x)),
+                Err(reason) => {
+                    tracing::warn!(document_id = %d.id, error = %reason, "document not readable; skipped");
+                    unread.push(DocumentResult { document_id: d.id, chunks: 0, status: DocumentStatus::Failed as i32, error: reason });
+                }
+            }
         }
-        let texts: Vec<String> = chunks.iter().flatten().cloned().collect();
+        let mut chunks = Vec::with_capacity(kept.len());
+        for (_, x) in &kept {
+            let mut pieces = Vec::new();
+            for section in &x.sections {
+                let texts = chunk::split(&gw.tokenizer, &section.text, c.chunk_tokens, c.chunk_overlap)?;
+                pieces.extend(texts.into_iter().map(|t| (t, &section.metadata)));
+            }
+            chunks.push(pieces);
+        }
+        let texts: Vec<String> = chunks.iter().flatten().map(|(t, _)| t.clone()).collect();
         tracing::Span::current().record("chunks", texts.len());
-        let mut vectors = gw.encoder.encode(texts).await?.into_iter();
+        let mut vectors = if texts.is_empty() { Vec::new() } else { gw.encoder.encode(texts).await? }.into_iter();
         let mut records = Vec::new();
-        let mut counts = Vec::with_capacity(req.documents.len());
-        for (d, doc_chunks) in req.documents.iter().zip(chunks) {
+        let mut counts = Vec::with_capacity(kept.len());
+        for ((d, x), doc_chunks) in kept.iter().zip(chunks) {
             counts.push(doc_chunks.len());
-            for (n, text) in doc_chunks.into_iter().enumerate() {
+            for (n, (text, section)) in doc_chunks.into_iter().enumerate() {
                 let mut metadata = d.metadata.clone();
+                metadata.extend(x.metadata.iter().chain(section).cloned());
                 metadata.insert("document_id".into(), d.id.clone());
                 metadata.insert("chunk".into(), n.to_string());
                 records.push(mem::Record {
@@ -79,14 +106,17 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
         }
         // One upsert for every chunk of every document: each document is stored whole or
         // not at all (here: the request as a whole), then chunks left from longer versions go.
-        let docs: Vec<(&str, usize)> = req.documents.iter().map(|d| d.id.as_str()).zip(counts.iter().copied()).collect();
+        let docs: Vec<(&str, usize)> = kept.iter().map(|(d, _)| d.id.as_str()).zip(counts.iter().copied()).collect();
         let memories: Vec<gen::Memory> = if req.warm { records.iter().map(|r| gen::Memory { id: r.id.clone(), text: r.text.clone() }).collect() } else { Vec::new() };
-        let outcome = match store(gw, trace, &req.namespace, records).await {
-            Ok(()) => drop_stale(gw, trace, &req.namespace, &docs).await,
-            Err(e) => Err(e),
+        let outcome = match records.is_empty() {
+            true => Ok(()),
+            false => match store(gw, trace, &req.namespace, records).await {
+                Ok(()) => drop_stale(gw, trace, &req.namespace, &docs).await,
+                Err(e) => Err(e),
+            },
         };
         let stored = outcome.is_ok();
-        let results = match outcome {
+        let mut results: Vec<DocumentResult> = match outcome {
             Ok(()) => docs
                 .iter()
                 .map(|(id, n)| DocumentResult { document_id: id.to_string(), chunks: *n as u32, status: DocumentStatus::Stored as i32, error: String::new() })
@@ -98,6 +128,8 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
                     .collect()
             }
         };
+        results.extend(unread);
+        results.sort_by_key(|r| order.get(&r.document_id).copied().unwrap_or(usize::MAX));
         // States are cached for the system prompt questions are asked with.
         let system = attend::system_prompt(Task::Qa, "");
         let warmed_chunks = if stored && !memories.is_empty() { gw.generator.warm(trace, &memories, &system).await } else { 0 };

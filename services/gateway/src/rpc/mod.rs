@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use memgpt_proto::gateway::v1::gateway_server::Gateway as GatewayApi;
 use memgpt_proto::gateway::v1::*;
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::OnceCell;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Auth, Principal};
 use crate::error::{GatewayError, Result};
 use crate::flows::chat::{self, Sessions};
-use crate::flows::{ask, memories};
+use crate::flows::{self, ask, memories};
 use crate::stages::Gateway;
 use crate::trace::Trace;
 
@@ -41,34 +41,6 @@ impl GatewayService {
         let gw = self.slot.get().cloned().ok_or(GatewayError::Unavailable("encoder (still loading)"))?;
         Ok((gw, who, Trace::current()))
     }
-
-    /// Runs `flow` on its own task; deltas and the final response go to the returned stream.
-    fn stream<F, Fut>(flow: F) -> AskStream
-    where
-        F: FnOnce(mpsc::Sender<std::result::Result<AskStreamResponse, Status>>) -> Fut,
-        Fut: std::future::Future<Output = Result<AskResponse>> + Send + 'static,
-    {
-        let (tx, rx) = mpsc::channel(64);
-        let fut = flow(tx.clone());
-        tokio::spawn(tracing::Instrument::in_current_span(async move {
-            let last = match fut.await {
-                Ok(answer) => Ok(AskStreamResponse { delta: String::new(), r#final: Some(answer) }),
-                Err(e) => Err(Status::from(e)),
-            };
-            let _ = tx.send(last).await;
-        }));
-        ReceiverStream::new(rx)
-    }
-}
-
-async fn collect(mut stream: AskStream) -> std::result::Result<AskResponse, Status> {
-    use tokio_stream::StreamExt;
-    while let Some(msg) = stream.next().await {
-        if let Some(answer) = msg?.r#final {
-            return Ok(answer);
-        }
-    }
-    Err(Status::internal("the answer ended without a final message"))
 }
 
 #[tonic::async_trait]
@@ -79,14 +51,13 @@ impl GatewayApi for GatewayService {
     async fn ask(&self, request: Request<AskRequest>) -> std::result::Result<Response<AskResponse>, Status> {
         let (gw, who, trace) = self.begin(&request)?;
         let req = request.into_inner();
-        let stream = Self::stream(|tx| ask::ask(gw, who, trace, req, None, tx));
-        collect(stream).await.map(Response::new)
+        flows::last(flows::streamed(|tx| ask::ask(gw, who, trace, req, ask::Context::default(), tx))).await.map(Response::new)
     }
 
     async fn ask_stream(&self, request: Request<AskRequest>) -> std::result::Result<Response<AskStream>, Status> {
         let (gw, who, trace) = self.begin(&request)?;
         let req = request.into_inner();
-        Ok(Response::new(Self::stream(|tx| ask::ask(gw, who, trace, req, None, tx))))
+        Ok(Response::new(ReceiverStream::new(flows::streamed(|tx| ask::ask(gw, who, trace, req, ask::Context::default(), tx)))))
     }
 
     async fn remember(&self, request: Request<RememberRequest>) -> std::result::Result<Response<RememberResponse>, Status> {
@@ -110,7 +81,7 @@ impl GatewayApi for GatewayService {
         let req = request.into_inner();
         chat::namespace(&who, &req.session_id)?;
         let sessions = Arc::clone(&self.sessions);
-        Ok(Response::new(Self::stream(|tx| chat::turn(gw, sessions, who, trace, req, tx))))
+        Ok(Response::new(ReceiverStream::new(flows::streamed(|tx| chat::turn(gw, sessions, who, trace, req, tx)))))
     }
 
     async fn delete_session(&self, request: Request<DeleteSessionRequest>) -> std::result::Result<Response<DeleteSessionResponse>, Status> {

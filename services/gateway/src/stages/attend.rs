@@ -21,14 +21,34 @@ pub fn system_prompt(task: Task, language: &str) -> String {
     }
 }
 
+/// What the decoder is asked: the task (and its language), the caller's instructions, the
+/// conversation so far and the question.
+#[derive(Debug, Clone, Copy)]
+pub struct Prompt<'a> {
+    /// The task, whose system prompt leads.
+    pub task: Task,
+    /// Target language of a translation.
+    pub language: &'a str,
+    /// Added to the system prompt (empty: none).
+    pub instructions: &'a str,
+    /// Earlier turns, before the question.
+    pub history: &'a [gen::Message],
+    /// The question (the last user message).
+    pub question: &'a str,
+}
+
 /// The generation request of a question over `hits`. Memories go by chunk id and text, as
 /// Remember warmed them (the generator's memory-KV cache key); facts reached by hops go as
 /// the paths through them (`graph::memories`).
-pub fn request(task: Task, language: &str, question: &str, hits: &[Retrieved], attend_mode: i32, params: Option<gen::SamplingParams>) -> gen::GenerateRequest {
-    let messages = vec![
-        gen::Message { role: "system".into(), content: system_prompt(task, language) },
-        gen::Message { role: "user".into(), content: question.to_string() },
-    ];
+pub fn request(prompt: &Prompt<'_>, hits: &[Retrieved], attend_mode: i32, params: Option<gen::SamplingParams>) -> gen::GenerateRequest {
+    let mut system = system_prompt(prompt.task, prompt.language);
+    if !prompt.instructions.trim().is_empty() {
+        system = format!("{system}\n{}", prompt.instructions.trim());
+    }
+    let mut messages = Vec::with_capacity(prompt.history.len() + 2);
+    messages.push(gen::Message { role: "system".into(), content: system });
+    messages.extend(prompt.history.iter().cloned());
+    messages.push(gen::Message { role: "user".into(), content: prompt.question.to_string() });
     let (memories, _) = super::graph::memories(hits);
     gen::GenerateRequest { messages, prompt: String::new(), memories, recompute_ratio: None, attend_mode, params }
 }

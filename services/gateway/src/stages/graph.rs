@@ -63,6 +63,7 @@ pub fn fact_document(fact: &gw::Fact) -> gw::Document {
         metadata,
         valid_from: fact.valid_from.clone(),
         valid_until: fact.valid_until.clone(),
+        ..Default::default()
     }
 }
 

@@ -32,6 +32,7 @@ pub fn citations(hits: &[Retrieved], attention: &[gen::MemoryAttention]) -> Vec<
             hop: r.hop,
             via: r.via.clone(),
             via_entity: r.via_entity.clone(),
+            metadata: r.hit.metadata.clone(),
         })
         .collect()
 }

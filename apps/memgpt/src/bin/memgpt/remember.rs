@@ -1,5 +1,7 @@
 //! `memgpt remember`: files, folders (walked recursively), JSONL files (one document a line:
 //! `id`, `text`, optional `metadata`) or standard input, sent in batches with a progress bar.
+//! PDF, HTML and Markdown files (by extension) are sent as files for the gateway to read:
+//! their text layer, main text, headings, title and page numbers.
 //! Each document is stored whole or not at all; a bad one is reported by name and the rest go on.
 //! `--facts` files hold facts of the knowledge graph, one a line: `subject`, `relation`,
 //! `object`, optional `metadata`, `valid_from`, `valid_until` (the same fact twice is one).
@@ -57,6 +59,10 @@ pub struct RememberArgs {
     pub valid_until: Option<String>,
 }
 
+/// Bytes of documents past which a batch is sent (files can be large; a call is at most the
+/// gateway's message size, 16 MiB by default).
+const BATCH_BYTES: u64 = 4 * 1024 * 1024;
+
 /// One document read from the input, or why it could not be.
 type Item = Result<(gw::Document, u64), (String, String)>;
 
@@ -64,6 +70,9 @@ type Item = Result<(gw::Document, u64), (String, String)>;
 struct Line {
     id: String,
     text: String,
+    /// `text/markdown` or `text/html` to read the text as such.
+    #[serde(default)]
+    media_type: String,
     #[serde(default)]
     metadata: HashMap<String, serde_json::Value>,
     #[serde(default)]
@@ -130,7 +139,10 @@ fn jsonl_items(reader: impl BufRead, source: String) -> impl Iterator<Item = Ite
             return None;
         }
         Some(match serde_json::from_slice::<Line>(&bytes) {
-            Ok(l) => Ok((gw::Document { id: l.id, text: l.text, metadata: metadata(l.metadata), valid_from: l.valid_from, valid_until: l.valid_until }, size)),
+            Ok(l) => {
+                let doc = gw::Document { id: l.id, text: l.text, media_type: l.media_type, metadata: metadata(l.metadata), valid_from: l.valid_from, valid_until: l.valid_until, ..Default::default() };
+                Ok((doc, size))
+            }
             Err(e) => Err((name, format!("not a JSON object with string `id` and `text`: {e}"))),
         })
     })
@@ -139,12 +151,19 @@ fn jsonl_items(reader: impl BufRead, source: String) -> impl Iterator<Item = Ite
 fn file_item(path: &Path) -> Item {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| (name.clone(), format!("cannot read: {e}")))?;
+    let metadata = HashMap::from([("source".to_string(), name.clone())]);
+    // PDF, HTML and Markdown go as files: the gateway reads them (pages, headings, title).
+    let media_type = path.extension().and_then(|e| memgpt_gateway::ingest::extension(&e.to_string_lossy())).filter(|m| *m != "text/plain");
+    if let Some(media_type) = media_type {
+        let size = bytes.len() as u64;
+        let doc = gw::Document { id: name.replace('#', "_"), content: bytes, media_type: media_type.into(), metadata, ..Default::default() };
+        return Ok((doc, size));
+    }
     if bytes.iter().take(8192).any(|b| *b == 0) {
         return Err((name, "binary file (holds NUL bytes); not remembered".into()));
     }
     let text = String::from_utf8(bytes).map_err(|e| (name.clone(), format!("not UTF-8 text: {e}")))?;
     let size = text.len() as u64;
-    let metadata = HashMap::from([("source".to_string(), name.clone())]);
     Ok((gw::Document { id: name.replace('#', "_"), text, metadata, ..Default::default() }, size))
 }
 
@@ -217,8 +236,8 @@ fn check(doc: &gw::Document) -> Result<(), String> {
     if doc.id.is_empty() || doc.id.len() > 200 || doc.id.chars().any(|c| c.is_control() || c == '#') {
         return Err("the id must be 1 to 200 bytes without control characters or `#`".into());
     }
-    if doc.text.trim().is_empty() {
-        return Err("the text is empty".into());
+    if doc.content.is_empty() && doc.text.trim().is_empty() {
+        return Err("the file is empty".into());
     }
     Ok(())
 }
@@ -262,7 +281,7 @@ pub fn remember(client: ClientArgs, args: RememberArgs) -> anyhow::Result<()> {
                     doc.valid_from = or(doc.valid_from, &args.valid_from);
                     doc.valid_until = or(doc.valid_until, &args.valid_until);
                     current.push((doc, size));
-                    if current.len() >= args.batch.max(1) {
+                    if current.len() >= args.batch.max(1) || current.iter().map(|(_, s)| s).sum::<u64>() >= BATCH_BYTES {
                         batches.push(std::mem::take(&mut current));
                     }
                 }

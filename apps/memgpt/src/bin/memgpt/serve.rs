@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// Address of the public gRPC port.
     #[arg(long, env = "MEMGPT_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address of the OpenAI-compatible HTTP/JSON API beside it (none when unset).
+    #[arg(long, env = "MEMGPT_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// Folder of the memory store (created when missing).
     #[arg(long, env = "MEMGPT_DATA_DIR", default_value = "memgpt-data")]
     pub data_dir: PathBuf,
@@ -78,7 +81,8 @@ impl ServeArgs {
     /// The stack's configuration: each service's defaults with this command's options, and
     /// the authentication the address calls for (off only on loopback without keys).
     pub fn stack_config(&self) -> anyhow::Result<StackConfig> {
-        let auth = match (&self.api_keys_file, self.listen.ip().is_loopback(), self.no_auth) {
+        let loopback = self.listen.ip().is_loopback() && self.http_listen.is_none_or(|a| a.ip().is_loopback());
+        let auth = match (&self.api_keys_file, loopback, self.no_auth) {
             (Some(_), _, true) => anyhow::bail!("--no-auth and --api-keys-file contradict each other"),
             (Some(_), _, false) => true,
             (None, true, _) => {
@@ -88,7 +92,7 @@ impl ServeArgs {
             (None, false, true) => false,
             (None, false, false) => anyhow::bail!(
                 "{} is not a loopback address: give --api-keys-file (or MEMGPT_API_KEYS_FILE), or --no-auth to serve it without authentication",
-                self.listen
+                self.http_listen.filter(|a| !a.ip().is_loopback()).unwrap_or(self.listen)
             ),
         };
         let mut memory = MemoryConfig::defaults();
@@ -109,7 +113,7 @@ impl ServeArgs {
         let mut gateway = GatewayConfig::defaults();
         (gateway.encoder_threads, gateway.device, gateway.models_dir) = (m.threads, m.device.clone(), m.models_dir.clone());
         gateway.default_attend_mode = Some(self.attend_mode.clone());
-        gateway.metrics_listen = self.metrics_listen;
+        (gateway.metrics_listen, gateway.http_listen) = (self.metrics_listen, self.http_listen);
         (gateway.api_keys_file, gateway.no_auth) = (self.api_keys_file.clone(), !auth);
         Ok(StackConfig { listen: self.listen, memory, generator, gateway, ready_within: Duration::from_secs(600) })
     }
