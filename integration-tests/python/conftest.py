@@ -25,7 +25,9 @@ class Service:
             text=True,
         )
         self.addr = None
+        self.http_addr = None
         found = threading.Event()
+        self.http_found = threading.Event()
 
         def drain():
             for line in self.proc.stderr:
@@ -36,6 +38,9 @@ class Service:
                 if self.addr is None and "addr" in fields:
                     self.addr = fields["addr"]
                     found.set()
+                if self.http_addr is None and "http_addr" in fields:
+                    self.http_addr = fields["http_addr"]
+                    self.http_found.set()
 
         threading.Thread(target=drain, daemon=True).start()
         if not found.wait(60):

@@ -50,7 +50,9 @@ struct Sections {
 impl Sections {
     fn flush(&mut self) {
         let text = tidy(&std::mem::take(&mut self.text));
-        if !text.is_empty() {
+        // A heading straight followed by a deeper one has no text of its own.
+        let heading_only = self.path.last().is_some_and(|(_, h)| *h == text);
+        if !text.is_empty() && !heading_only {
             let mut metadata = Vec::new();
             if !self.path.is_empty() {
                 metadata.push(("heading".into(), self.path.iter().map(|(_, h)| h.as_str()).collect::<Vec<_>>().join(" > ")));

@@ -15,7 +15,9 @@ pub(super) fn extract(markdown: &str) -> Vec<Section> {
     let mut metadata_block = false;
     let flush = |text: &mut String, path: &[(usize, String)], done: &mut Vec<Section>| {
         let body = tidy(&std::mem::take(text));
-        if !body.is_empty() {
+        // A heading straight followed by a deeper one has no text of its own.
+        let heading_only = path.last().is_some_and(|(_, h)| *h == body);
+        if !body.is_empty() && !heading_only {
             let metadata = if path.is_empty() { Vec::new() } else { vec![("heading".to_string(), path.iter().map(|(_, h)| h.as_str()).collect::<Vec<_>>().join(" > "))] };
             done.push(Section { text: body, metadata });
         }

@@ -9,5 +9,6 @@ mod cancel;
 mod chunk;
 mod failover;
 mod graph;
+mod ingest;
 mod tls;
 mod trace;
