@@ -133,7 +133,7 @@ def test_network_policies_let_only_the_gateway_reach_memory_and_generator(name):
         assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
         assert all(p["port"] == 9100 for m in metrics for p in m["ports"])
     (gateway,) = find(docs, "NetworkPolicy", "gateway")
-    assert gateway["spec"]["ingress"][0]["ports"] == [{"port": 50051, "protocol": "TCP"}]
+    assert gateway["spec"]["ingress"][0]["ports"] == [{"port": 50051, "protocol": "TCP"}, {"port": 8080, "protocol": "TCP"}]
 
 
 @pytest.mark.parametrize("name", VALUES)

@@ -17,6 +17,7 @@ from conftest import BIN_DIR, Service
 from fpdf import FPDF
 
 KEY = "test-key-0123456789abcdef"
+SLOW_KEY = "slow-key-0123456789abcdef"
 MAX_BODY = 64 * 1024
 PAGES = [
     "The Harbour Authority report covers shipping volumes and berth maintenance across the year.",
@@ -41,7 +42,7 @@ def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("http")
     memory = Service("memgpt-memory", ["--data-dir", str(tmp / "memory")])
     generator = Service("memgpt-generator", ["--threads", "1"])
-    keys = json.dumps([{"key": KEY, "namespaces": ["*"]}])
+    keys = json.dumps([{"key": KEY, "namespaces": ["*"]}, {"key": SLOW_KEY, "namespaces": ["*"], "rate_per_s": 0.01}])
     gateway = Service("memgpt-gateway", ["--api-keys", keys, "--memory", f"http://{memory.addr}", "--generator", f"http://{generator.addr}",
                                          "--encoder-threads", "1", "--http-listen", "127.0.0.1:0", "--http-max-body-bytes", str(MAX_BODY)])
     try:
@@ -172,6 +173,11 @@ def test_errors_are_what_an_openai_client_expects_and_nothing_is_stored(cluster)
     assert status == 400 and body["error"]["param"] == "messages", body
     status, body = post(gateway, "/v1/memories", {"namespace": "errors", "documents": [{"id": "x", "text": "t", "media_type": "image/png"}]})
     assert status == 400 and body["error"]["param"] == "documents[0].media_type", body
+    status, body = post(gateway, "/v1/chat/completions", {"model": "memgpt", "messages": [{"role": "user", "content": "hello"}]})
+    assert status == 400 and body["error"]["param"] == "memgpt.namespaces", body
+    assert post(gateway, "/v1/memories/search", {"question": "vault", "namespaces": ["errors"]}, key=SLOW_KEY)[0] == 200
+    status, body = post(gateway, "/v1/memories", doc, key=SLOW_KEY)
+    assert status == 429 and body["error"]["code"] == "rate_limit_exceeded", body
     assert search(gateway, "vault code", "errors") == []
 
     with urllib.request.urlopen(f"http://{gateway.http_addr}/openapi.json", timeout=30) as resp:

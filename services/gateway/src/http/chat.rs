@@ -222,6 +222,18 @@ fn question(state_model: &str, req: CompletionRequest) -> Result<(AskRequest, as
     Ok((ask, context, req.stream.unwrap_or(false), include_usage))
 }
 
+/// A check of the question's retrieval names its field inside the `memgpt` object.
+fn extension_field(status: tonic::Status) -> ApiError {
+    const FIELDS: [&str; 8] = ["namespaces", "top_k", "filter", "min_score", "retrieval", "attend_mode", "max_hops", "as_of"];
+    let mut err = ApiError::from(status);
+    if let Some(p) = err.param.as_mut() {
+        if FIELDS.iter().any(|f| p == f || p.starts_with(&format!("{f}.")) || p.starts_with(&format!("{f}["))) {
+            *p = format!("memgpt.{p}");
+        }
+    }
+    err
+}
+
 fn sse(value: &Value) -> Result<Bytes, Infallible> {
     Ok(Bytes::from(format!("data: {value}\n\n")))
 }
@@ -235,11 +247,14 @@ pub async fn completions(State(state): State<HttpState>, headers: HeaderMap, bod
     for (i, m) in context.history.iter().enumerate() {
         validate::text(&format!("messages[{i}].content"), &m.content, gw.config.max_document_bytes)?;
     }
+    if !context.instructions.is_empty() {
+        validate::text("messages (system)", &context.instructions, gw.config.max_question_bytes)?;
+    }
     let id = format!("chatcmpl-{}", trace.trace_id);
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut answers = flows::streamed(|tx| ask::ask(gw, who, trace, ask_req, context, tx));
     if !stream {
-        let answer = flows::last(answers).await?;
+        let answer = flows::last(answers).await.map_err(extension_field)?;
         let body = json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer}, "finish_reason": finish_reason(answer.finish_reason), "logprobs": null}],
@@ -249,7 +264,7 @@ pub async fn completions(State(state): State<HttpState>, headers: HeaderMap, bod
         return Ok(axum::Json(body).into_response());
     }
     // The status is known once the checks and retrieval are over: wait for the first message.
-    let first = answers.recv().await.ok_or_else(|| ApiError::from(tonic::Status::internal("the answer ended before it began")))??;
+    let first = answers.recv().await.ok_or_else(|| tonic::Status::internal("the answer ended before it began")).and_then(|m| m).map_err(extension_field)?;
     let chunk = move |delta: Value, finish: Option<&str>| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}]})
     };

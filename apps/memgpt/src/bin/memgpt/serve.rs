@@ -140,6 +140,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if stack.auth { "on" } else { "off" },
             args.data_dir.display()
         );
+        if let Some(http) = args.http_listen {
+            eprintln!("OpenAI-compatible HTTP API on http://{http}/v1 (chat model `memgpt`; /openapi.json)");
+        }
         memgpt_server_kit::shutdown_signal().await;
         eprintln!("stopping");
         Ok(stack.shutdown().await?)
