@@ -108,12 +108,13 @@ pub async fn remember_unchecked(gw: &Gateway, trace: &Trace, req: RememberReques
         // not at all (here: the request as a whole), then chunks left from longer versions go.
         let docs: Vec<(&str, usize)> = kept.iter().map(|(d, _)| d.id.as_str()).zip(counts.iter().copied()).collect();
         let memories: Vec<gen::Memory> = if req.warm { records.iter().map(|r| gen::Memory { id: r.id.clone(), text: r.text.clone() }).collect() } else { Vec::new() };
-        let outcome = match records.is_empty() {
-            true => Ok(()),
-            false => match store(gw, trace, &req.namespace, records).await {
+        let outcome = if records.is_empty() {
+            Ok(())
+        } else {
+            match store(gw, trace, &req.namespace, records).await {
                 Ok(()) => drop_stale(gw, trace, &req.namespace, &docs).await,
                 Err(e) => Err(e),
-            },
+            }
         };
         let stored = outcome.is_ok();
         let mut results: Vec<DocumentResult> = match outcome {
