@@ -218,6 +218,11 @@ impl GatewayConfig {
         }
     }
 
+    /// The encoder's name (its folder's), as Info and the HTTP model list report it.
+    pub fn encoder_name(&self) -> String {
+        self.encoder_dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "encoder".into())
+    }
+
     /// The encoder folder: `--encoder`, else the default encoder under the models directory.
     pub fn encoder_dir(&self) -> PathBuf {
         self.encoder.clone().unwrap_or_else(|| memgpt_models::models_dir(self.models_dir.clone()).join(memgpt_models::DEFAULT_ENCODER))

@@ -22,12 +22,8 @@ impl HttpState {
     /// The models this server has: the generator's (and its alias), then the encoder.
     async fn models(&self, gw: &Gateway, trace: &crate::trace::Trace) -> Result<Vec<(String, &'static str)>, ApiError> {
         let chat = self.model(gw, trace).await?;
-        Ok(vec![(chat, "chat"), (MODEL_ALIAS.to_string(), "chat"), (encoder_name(gw), "embeddings")])
+        Ok(vec![(chat, "chat"), (MODEL_ALIAS.to_string(), "chat"), (gw.config.encoder_name(), "embeddings")])
     }
-}
-
-fn encoder_name(gw: &Gateway) -> String {
-    gw.config.encoder_dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "encoder".into())
 }
 
 fn model_json(id: &str, kind: &str) -> Value {
@@ -72,7 +68,7 @@ struct EmbeddingsRequest {
 pub async fn embeddings(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
     let (gw, _who, _trace) = state.begin(&headers)?;
     let req: EmbeddingsRequest = read_json(&state, &headers, body).await?;
-    let encoder = encoder_name(&gw);
+    let encoder = gw.config.encoder_name();
     if req.model != encoder {
         return Err(ApiError::unknown_model(&req.model, &[encoder]));
     }

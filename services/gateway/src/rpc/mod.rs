@@ -109,7 +109,7 @@ impl GatewayApi for GatewayService {
             }));
         }
         let generator = gw.generator.info(&trace).await;
-        let encoder = gw.config.encoder_dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let encoder = gw.config.encoder_name();
         Ok(Response::new(InfoResponse {
             version: env!("CARGO_PKG_VERSION").into(),
             auth_enabled: self.auth.enabled(),
