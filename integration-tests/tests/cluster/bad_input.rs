@@ -104,6 +104,13 @@ async fn bad_input_gets_its_status_and_nothing_is_stored() {
         ("unknown task", Code::InvalidArgument, ask_case(gw::AskRequest { task: 99, ..ask("q") })),
         ("translate without a language", Code::InvalidArgument, ask_case(gw::AskRequest { task: gw::Task::Translate as i32, ..ask("q") })),
         ("unknown attend mode", Code::InvalidArgument, ask_case(gw::AskRequest { attend_mode: 7, ..ask("q") })),
+        ("unknown answer style", Code::InvalidArgument, ask_case(gw::AskRequest { answer_style: 9, ..ask("q") })),
+        ("unknown attribution", Code::InvalidArgument, ask_case(gw::AskRequest { attribution: 9, ..ask("q") })),
+        (
+            "an extractive answer closed-book",
+            Code::FailedPrecondition,
+            ask_case(gw::AskRequest { answer_style: gen::AnswerStyle::Extractive as i32, ..ask("q") }),
+        ),
         ("max_new_tokens 0", Code::InvalidArgument, ask_case(with_params(gen::SamplingParams { max_new_tokens: Some(0), ..Default::default() }))),
         ("max_new_tokens huge", Code::InvalidArgument, ask_case(with_params(gen::SamplingParams { max_new_tokens: Some(u32::MAX), ..Default::default() }))),
         ("negative temperature", Code::InvalidArgument, ask_case(with_params(gen::SamplingParams { temperature: Some(-1.0), ..Default::default() }))),

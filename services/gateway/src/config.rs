@@ -58,6 +58,14 @@ pub struct GatewayConfig {
     /// Attend mode of requests that leave it unset: concat or fused (unset: the generator's).
     #[arg(long, env = "MEMGPT_GATEWAY_DEFAULT_ATTEND_MODE", value_parser = ["concat", "fused"])]
     pub default_attend_mode: Option<String>,
+    /// Answer style of requests that leave it unset: free (the model's own words) or
+    /// extractive (a verbatim span of a memory, with its offsets).
+    #[arg(long, env = "MEMGPT_GATEWAY_DEFAULT_ANSWER_STYLE", default_value = "free", value_parser = ["free", "extractive"])]
+    pub default_answer_style: String,
+    /// Sentences a free answer to a question ends after, when the request's params leave
+    /// `max_sentences` unset (0: no limit; summaries and translations are not cut).
+    #[arg(long, env = "MEMGPT_GATEWAY_MAX_SENTENCES", default_value_t = 1)]
+    pub max_sentences: u32,
     /// Ranking of requests that leave `retrieval` unset: dense (cosine), sparse (BM25) or
     /// hybrid (both, fused). Hybrid ranks best on SciFact (docs/benchmarks.md).
     #[arg(long, env = "MEMGPT_GATEWAY_RETRIEVAL", value_parser = ["dense", "sparse", "hybrid"], default_value = "hybrid")]
@@ -193,6 +201,16 @@ impl GatewayConfig {
             (0, Some("concat")) => AttendMode::Concat as i32,
             (0, Some("fused")) => AttendMode::Fused as i32,
             (m, _) => m,
+        }
+    }
+
+    /// `style`, or the configured default when it is unspecified (0).
+    pub fn answer_style(&self, style: i32) -> i32 {
+        use memgpt_proto::generator::v1::AnswerStyle;
+        match (style, self.default_answer_style.as_str()) {
+            (0, "extractive") => AnswerStyle::Extractive as i32,
+            (0, _) => AnswerStyle::Free as i32,
+            (s, _) => s,
         }
     }
 

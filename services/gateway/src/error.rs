@@ -11,6 +11,15 @@ pub enum GatewayError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A valid field the rest of the request rules out (an extractive answer with no
+    /// memories); `field` names it.
+    #[error("`{field}`: {reason}")]
+    FailedPrecondition {
+        /// Proto field path.
+        field: String,
+        /// Why it cannot be served.
+        reason: String,
+    },
     /// No API key, or an unknown one.
     #[error("{0}")]
     Unauthenticated(String),
@@ -57,6 +66,11 @@ impl GatewayError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidArgument { field: field.into(), reason: reason.into() }
     }
+
+    /// Shorthand for [`GatewayError::FailedPrecondition`].
+    pub fn precondition(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::FailedPrecondition { field: field.into(), reason: reason.into() }
+    }
 }
 
 impl From<memgpt_server_kit::ServeError> for GatewayError {
@@ -73,6 +87,7 @@ impl From<GatewayError> for tonic::Status {
         let message = err.to_string();
         match err {
             GatewayError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
+            GatewayError::FailedPrecondition { .. } => tonic::Status::failed_precondition(message),
             GatewayError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             GatewayError::PermissionDenied(_) => tonic::Status::permission_denied(message),
             GatewayError::Exhausted { retry_after_ms, .. } => {

@@ -50,6 +50,14 @@ pub fn task(value: i32) -> Result<Task> {
     Task::try_from(value).map_err(|_| GatewayError::invalid("task", format!("unknown value {value}")))
 }
 
+/// The answer style and attribution enums.
+pub fn answer(answer_style: i32, attribution: i32) -> Result<()> {
+    use memgpt_proto::generator::v1::{AnswerStyle, Attribution};
+    AnswerStyle::try_from(answer_style).map_err(|_| GatewayError::invalid("answer_style", format!("unknown value {answer_style}")))?;
+    Attribution::try_from(attribution).map_err(|_| GatewayError::invalid("attribution", format!("unknown value {attribution}")))?;
+    Ok(())
+}
+
 /// The target language, which the translate task needs.
 pub fn target_language(task: Task, target_language: &str) -> Result<()> {
     if task == Task::Translate && target_language.trim().is_empty() {

@@ -41,6 +41,9 @@ pub struct GeneratorConfig {
     /// max_new_tokens when a request leaves it unset.
     #[arg(long, env = "MEMGPT_GENERATOR_DEFAULT_MAX_NEW_TOKENS", default_value_t = 256)]
     pub default_max_new_tokens: u32,
+    /// Sentences a free answer ends after when a request leaves it unset (0: no limit).
+    #[arg(long, env = "MEMGPT_GENERATOR_DEFAULT_MAX_SENTENCES", default_value_t = 0)]
+    pub default_max_sentences: u32,
     /// Largest max_new_tokens a request may ask for.
     #[arg(long, env = "MEMGPT_GENERATOR_MAX_NEW_TOKENS_LIMIT", default_value_t = 2048)]
     pub max_new_tokens_limit: u32,

@@ -11,6 +11,14 @@ pub enum GeneratorError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A valid field the rest of the request rules out; `field` names it.
+    #[error("`{field}`: {reason}")]
+    FailedPrecondition {
+        /// Proto field path.
+        field: String,
+        /// Why it cannot be served.
+        reason: String,
+    },
     /// The waiting queue is full; the caller should retry after a short wait.
     #[error("the generator is at capacity ({waiting} requests waiting); retry shortly")]
     Overloaded {
@@ -38,6 +46,11 @@ impl GeneratorError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidArgument { field: field.into(), reason: reason.into() }
     }
+
+    /// Shorthand for [`GeneratorError::FailedPrecondition`].
+    pub fn precondition(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::FailedPrecondition { field: field.into(), reason: reason.into() }
+    }
 }
 
 impl From<memgpt_server_kit::ServeError> for GeneratorError {
@@ -54,6 +67,7 @@ impl From<GeneratorError> for tonic::Status {
         let message = err.to_string();
         match err {
             GeneratorError::InvalidArgument { .. } => tonic::Status::invalid_argument(message),
+            GeneratorError::FailedPrecondition { .. } => tonic::Status::failed_precondition(message),
             GeneratorError::Overloaded { retry_after_ms, .. } => {
                 let mut status = tonic::Status::resource_exhausted(message);
                 // A retry hint in the metadata, as gRPC's retry pushback does.

@@ -9,6 +9,7 @@
 use memgpt_models::text::chat::{ChatMessage, ChatTemplate};
 use memgpt_models::text::tokenizer::TextTokenizer;
 
+use crate::engine::extract::MemoryTokens;
 use crate::error::{GeneratorError, Result};
 
 /// Where the passages go in the rendered template; the system message comes first, so its
@@ -66,6 +67,33 @@ pub fn build(
     let memory_end = tokens.len();
     tokens.extend(tokenizer.encode(&text[at + SLOT.len()..])?);
     Ok(Prompt { tokens, spans, memory_start, memory_end })
+}
+
+/// How the assistant's turn of an extractive answer begins: the answer is asked for as a
+/// quotation, which ends at its closing quotation mark (or EOS).
+pub const QUOTE_LEAD: &str = "The answer is \"";
+
+/// The lead-in's tokens, appended to the prompt of an extractive answer.
+pub fn quote_lead(tokenizer: &TextTokenizer) -> Result<Vec<u32>> {
+    Ok(tokenizer.encode(QUOTE_LEAD)?)
+}
+
+/// Each memory's tokens as `prompt` holds them, its leading blank line left out, with the
+/// byte range of the memory's text each token covers (for extractive answers' offsets).
+pub fn memory_tokens(tokenizer: &TextTokenizer, memories: &[String], prompt: &Prompt) -> Result<Vec<MemoryTokens>> {
+    let mut out = Vec::with_capacity(memories.len());
+    for (text, &(a, b)) in memories.iter().zip(&prompt.spans) {
+        let segment = format!("\n\n{text}");
+        let (ids, offsets) = tokenizer.encode_with_offsets(&segment)?;
+        if ids[..] != prompt.tokens[a as usize..b as usize] {
+            return Err(GeneratorError::Internal("a memory's tokens differ from its tokens in the prompt".into()));
+        }
+        // Tokens of the blank line come first; the first token reaching into the text starts it.
+        let first = offsets.iter().position(|&(_, end)| end > 2).unwrap_or(ids.len());
+        let offsets = offsets[first..].iter().map(|&(s, e)| (s.saturating_sub(2), e.saturating_sub(2))).collect();
+        out.push(MemoryTokens { text: text.clone(), tokens: ids[first..].to_vec(), offsets });
+    }
+    Ok(out)
 }
 
 /// The tokens before the memories of a prompt whose system message is `system` (empty: none,

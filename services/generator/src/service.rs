@@ -48,12 +48,18 @@ impl GeneratorService {
         let engine = self.engine()?;
         let built = {
             let (engine, config, checked) = (Arc::clone(&engine), Arc::clone(&self.config), checked.clone());
-            tokio::task::spawn_blocking(move || {
-                prompt::build(&engine.tokenizer, &engine.template, &checked.messages, &checked.memory_texts, &config.memory_instruction)
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let mut built = prompt::build(&engine.tokenizer, &engine.template, &checked.messages, &checked.memory_texts, &config.memory_instruction)?;
+                let extract = if checked.extractive { Some(prompt::memory_tokens(&engine.tokenizer, &checked.memory_texts, &built)?) } else { None };
+                if checked.extractive {
+                    built.tokens.extend(prompt::quote_lead(&engine.tokenizer)?);
+                }
+                Ok((built, extract))
             })
             .await
             .map_err(|e| GeneratorError::Internal(format!("prompt task: {e}")))??
         };
+        let (built, extract) = built;
         let context = engine.info.context_length;
         let needed = built.tokens.len() + checked.max_new;
         if needed > context {
@@ -75,6 +81,8 @@ impl GeneratorService {
             fused = checked.fused,
             recompute_ratio = checked.recompute_ratio.unwrap_or(self.config.recompute_ratio),
             max_new_tokens = checked.max_new,
+            extractive = checked.extractive,
+            ablation = checked.ablation,
             temperature = checked.sampling.temperature
         );
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -91,6 +99,9 @@ impl GeneratorService {
             sampling: checked.sampling,
             stop: checked.stop,
             max_new: checked.max_new,
+            max_sentences: checked.max_sentences,
+            extract,
+            ablation: checked.ablation,
             deadline,
             received,
             tx,

@@ -1,8 +1,9 @@
-//! Request validation: every problem is INVALID_ARGUMENT naming the field, found before any
+//! Request validation: every problem is INVALID_ARGUMENT (or FAILED_PRECONDITION, for a
+//! valid field the rest of the request does not allow) naming the field, found before any
 //! work is queued.
 
 use memgpt_models::text::chat::ChatMessage;
-use memgpt_proto::generator::v1::{AttendMode, GenerateRequest, Memory};
+use memgpt_proto::generator::v1::{AnswerStyle, AttendMode, Attribution, GenerateRequest, Memory};
 
 use crate::config::GeneratorConfig;
 use crate::error::{GeneratorError, Result};
@@ -26,6 +27,12 @@ pub struct Checked {
     pub stop: Vec<String>,
     /// Most tokens to generate.
     pub max_new: usize,
+    /// Sentences a free answer ends after (0: no limit).
+    pub max_sentences: usize,
+    /// The extractive answer style.
+    pub extractive: bool,
+    /// Leave-one-out attribution asked for.
+    pub ablation: bool,
     /// The `fused` attend mode (after the server's default is applied).
     pub fused: bool,
     /// Fused mode: the request's recompute ratio, when it sets one.
@@ -82,7 +89,24 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
             return Err(invalid("recompute_ratio", format!("{r} is outside 0..=1")));
         }
     }
+    let extractive = match AnswerStyle::try_from(req.answer_style) {
+        Ok(AnswerStyle::Unspecified | AnswerStyle::Free) => false,
+        Ok(AnswerStyle::Extractive) => true,
+        Err(_) => return Err(invalid("answer_style", format!("unknown value {}", req.answer_style))),
+    };
+    if extractive && req.memories.is_empty() {
+        return Err(GeneratorError::precondition("answer_style", "an extractive answer quotes a memory, and the request has none"));
+    }
+    let ablation = match Attribution::try_from(req.attribution) {
+        Ok(Attribution::Unspecified | Attribution::Attention) => false,
+        Ok(Attribution::Ablation) => true,
+        Err(_) => return Err(invalid("attribution", format!("unknown value {}", req.attribution))),
+    };
     let p = req.params.clone().unwrap_or_default();
+    let max_sentences = p.max_sentences.unwrap_or(config.default_max_sentences);
+    if max_sentences > 1000 {
+        return Err(invalid("params.max_sentences", format!("{max_sentences} is outside 0..=1000")));
+    }
     let max_new = p.max_new_tokens.unwrap_or(config.default_max_new_tokens);
     if max_new == 0 || max_new > config.max_new_tokens_limit {
         return Err(invalid("params.max_new_tokens", format!("{max_new} is outside 1..={}", config.max_new_tokens_limit)));
@@ -124,6 +148,9 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
         },
         stop: p.stop,
         max_new: max_new as usize,
+        max_sentences: max_sentences as usize,
+        extractive,
+        ablation,
         fused,
         recompute_ratio: req.recompute_ratio,
     })

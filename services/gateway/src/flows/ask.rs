@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::auth::Principal;
-use crate::error::Result;
+use crate::error::{GatewayError, Result};
 use crate::stages::retrieve::{needs_vector, retrieve, Query};
 use crate::stages::{attend, graph, output, Gateway};
 use crate::trace::Trace;
@@ -48,6 +48,12 @@ pub async fn ask(
     let task = validate::task(req.task)?;
     validate::question(&gw.config, "question", &req.question)?;
     validate::target_language(task, &req.target_language)?;
+    validate::answer(req.answer_style, req.attribution)?;
+    req.answer_style = gw.config.answer_style(req.answer_style);
+    let extractive = req.answer_style == gen::AnswerStyle::Extractive as i32;
+    if extractive && task == Task::Translate {
+        return Err(GatewayError::precondition("answer_style", "a translation is not a quote of a memory; ask for the free style"));
+    }
     let top_k = validate::retrieval(&gw.config, &who, &req.namespaces, req.top_k, req.min_score, task != Task::Translate && recall.is_none())?;
     let retrieval = validate::ranking(&gw.config, req.retrieval.as_ref())?;
     validate::min_score(req.min_score, &retrieval)?;
@@ -80,13 +86,21 @@ pub async fn ask(
             }
             timings.retrieve_ms = since(t);
         }
+        if extractive && hits.is_empty() {
+            return Err(GatewayError::precondition("answer_style", "an extractive answer quotes a memory, and none was retrieved (no namespaces, or nothing matched)"));
+        }
         let t = Instant::now();
         let prompt = attend::Prompt { task, language: &req.target_language, instructions: &instructions, history: &history, question: &req.question };
-        let greq = attend::request(&prompt, &hits, gw.config.attend_mode(req.attend_mode), req.params.clone());
+        let mut params = req.params.clone().unwrap_or_default();
+        if task == Task::Qa && params.max_sentences.is_none() && gw.config.max_sentences > 0 {
+            params.max_sentences = Some(gw.config.max_sentences);
+        }
+        let answer = attend::Answer { style: req.answer_style, attribution: req.attribution };
+        let greq = attend::request(&prompt, &hits, gw.config.attend_mode(req.attend_mode), answer, Some(params));
         let last = attend::generate(&gw.generator, &trace, greq, &tx).await?;
         timings.generate_ms = since(t);
         timings.total_ms = since(started);
-        Ok(output::answer(&trace, &hits, last, timings))
+        Ok(output::answer(&trace, &hits, last, timings, req.order_by_attribution))
     }
     .instrument(span)
     .await

@@ -83,6 +83,9 @@ pub async fn turn(
         retrieval: req.retrieval,
         as_of: req.as_of,
         max_hops: req.max_hops,
+        answer_style: req.answer_style,
+        attribution: req.attribution,
+        order_by_attribution: req.order_by_attribution,
     };
     sessions.touch(&ns);
     let answer = super::ask::ask(Arc::clone(&gw), who.clone(), trace.clone(), ask, super::ask::Context { recall: Some(ns.clone()), ..Default::default() }, tx).await?;

@@ -17,7 +17,7 @@ use memgpt_proto::generator::v1::{self as gen, FinishReason};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::json::{attend_mode, citation, timings, Attend, Filter, Retrieval};
+use super::json::{answer_style, attend_mode, attribution, citation, quote, timings, Attend, Attribution, Filter, Retrieval, Style};
 use super::{read_json, ApiError, HttpState};
 use crate::flows::{self, ask};
 use crate::validate;
@@ -112,6 +112,14 @@ pub struct Extension {
     max_hops: Option<u32>,
     #[serde(default)]
     as_of: String,
+    #[serde(default)]
+    answer_style: Option<Style>,
+    #[serde(default)]
+    attribution: Option<Attribution>,
+    #[serde(default)]
+    order_by_attribution: bool,
+    #[serde(default)]
+    max_sentences: Option<u32>,
 }
 
 fn text_of(i: usize, m: &ChatMessage) -> Result<String, ApiError> {
@@ -171,6 +179,8 @@ fn usage(answer: &AskResponse) -> Value {
 fn extension(answer: &AskResponse) -> Value {
     json!({
         "citations": answer.citations.iter().map(citation).collect::<Vec<_>>(),
+        "quote": answer.quote.as_ref().map(quote),
+        "prompt_share": answer.prompt_share,
         "trace_id": answer.trace_id,
         "timings": timings(answer.timings.as_ref()),
     })
@@ -200,6 +210,7 @@ fn question(state_model: &str, req: CompletionRequest) -> Result<(AskRequest, as
         top_p: req.top_p,
         seed: req.seed,
         stop,
+        max_sentences: req.memgpt.max_sentences,
         ..Default::default()
     };
     let ext = req.memgpt;
@@ -216,6 +227,9 @@ fn question(state_model: &str, req: CompletionRequest) -> Result<(AskRequest, as
         retrieval: ext.retrieval.map(Retrieval::to_proto),
         as_of: ext.as_of,
         max_hops: ext.max_hops,
+        answer_style: answer_style(ext.answer_style),
+        attribution: attribution(ext.attribution),
+        order_by_attribution: ext.order_by_attribution,
         ..Default::default()
     };
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
@@ -224,7 +238,7 @@ fn question(state_model: &str, req: CompletionRequest) -> Result<(AskRequest, as
 
 /// A check of the question's retrieval names its field inside the `memgpt` object.
 fn extension_field(status: tonic::Status) -> ApiError {
-    const FIELDS: [&str; 8] = ["namespaces", "top_k", "filter", "min_score", "retrieval", "attend_mode", "max_hops", "as_of"];
+    const FIELDS: [&str; 10] = ["namespaces", "top_k", "filter", "min_score", "retrieval", "attend_mode", "max_hops", "as_of", "answer_style", "attribution"];
     let mut err = ApiError::from(status);
     if let Some(p) = err.param.as_mut() {
         if FIELDS.iter().any(|f| p == f || p.starts_with(&format!("{f}.")) || p.starts_with(&format!("{f}["))) {

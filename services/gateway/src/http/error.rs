@@ -66,6 +66,7 @@ impl From<GatewayError> for ApiError {
         };
         let (status, kind, code, param) = match err {
             GatewayError::InvalidArgument { field, .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", None, Some(field)),
+            GatewayError::FailedPrecondition { field, .. } => (StatusCode::BAD_REQUEST, "invalid_request_error", Some("failed_precondition"), Some(field)),
             GatewayError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "authentication_error", Some("invalid_api_key"), None),
             GatewayError::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_error", Some("permission_denied"), None),
             GatewayError::Exhausted { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("rate_limit_exceeded"), None),
@@ -97,8 +98,9 @@ fn backend(code: tonic::Code) -> (StatusCode, &'static str, Option<&'static str>
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
         let (status_code, kind, code, _) = backend(status.code());
-        // The gateway's own checks say "invalid `field`: reason".
-        let param = status.message().strip_prefix("invalid `").and_then(|rest| rest.split_once('`')).map(|(field, _)| field.to_string());
+        // The gateway's own checks say "invalid `field`: reason" (a precondition "`field`: reason").
+        let message = status.message();
+        let param = message.strip_prefix("invalid `").or_else(|| message.strip_prefix('`')).and_then(|rest| rest.split_once('`')).map(|(field, _)| field.to_string());
         let retry_after_ms = status.metadata().get("grpc-retry-pushback-ms").and_then(|v| v.to_str().ok()?.parse().ok());
         Self { status: status_code, kind, code, param, message: status.message().to_string(), retry_after_ms }
     }

@@ -3,7 +3,7 @@
 //! one is a 400 naming its field.
 
 use memgpt_proto::gateway::v1::{Citation, Timings};
-use memgpt_proto::generator::v1::AttendMode;
+use memgpt_proto::generator::v1::{self as gen, AnswerStyle, AttendMode};
 use memgpt_proto::memory::v1 as mem;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -141,8 +141,53 @@ pub fn attend_mode(mode: Option<Attend>) -> i32 {
     }
 }
 
+/// How the answer is written.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Style {
+    /// The model's own words.
+    Free,
+    /// A verbatim span of a memory.
+    Extractive,
+}
+
+/// The proto answer style (unset: the gateway's default).
+pub fn answer_style(style: Option<Style>) -> i32 {
+    match style {
+        None => AnswerStyle::Unspecified as i32,
+        Some(Style::Free) => AnswerStyle::Free as i32,
+        Some(Style::Extractive) => AnswerStyle::Extractive as i32,
+    }
+}
+
+/// How the memories' part in the answer is scored.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attribution {
+    /// Attention shares.
+    Attention,
+    /// Attention shares and leave-one-out scores.
+    Ablation,
+}
+
+/// The proto attribution (unset: attention).
+pub fn attribution(a: Option<Attribution>) -> i32 {
+    match a {
+        None => gen::Attribution::Unspecified as i32,
+        Some(Attribution::Attention) => gen::Attribution::Attention as i32,
+        Some(Attribution::Ablation) => gen::Attribution::Ablation as i32,
+    }
+}
+
+/// The quoted span of an extractive answer: memory id, its index among the citations and the
+/// character offsets in its text.
+pub fn quote(q: &gen::Quote) -> Value {
+    json!({"memory_id": q.memory_id, "citation": q.memory_index, "start": q.start, "end": q.end})
+}
+
 /// A citation as JSON: the memory, its document and namespace, the retrieval score, the
-/// attention share, the snippet and the chunk's metadata (`page`, `heading`, ...).
+/// attention share (and ablation score when asked for), the snippet and the chunk's metadata
+/// (`page`, `heading`, ...).
 pub fn citation(c: &Citation) -> Value {
     let mut v = json!({
         "memory_id": c.memory_id,
@@ -155,6 +200,9 @@ pub fn citation(c: &Citation) -> Value {
     });
     if let Some(page) = c.metadata.get("page").and_then(|p| p.parse::<u32>().ok()) {
         v["page"] = json!(page);
+    }
+    if let Some(a) = c.ablation {
+        v["ablation"] = json!(a);
     }
     if c.hop > 1 {
         v["hop"] = json!(c.hop);

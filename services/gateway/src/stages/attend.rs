@@ -21,6 +21,19 @@ pub fn system_prompt(task: Task, language: &str) -> String {
     }
 }
 
+/// The short-answer system prompt of an extractive answer to a question: the answer is then
+/// a span of a passage, so the model is asked for the few words that answer.
+const EXTRACTIVE_QA: &str = "Answer the user's question with the shortest exact phrase from the passages below.";
+
+/// How the answer is written and scored (generator enums).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answer {
+    /// `AnswerStyle`.
+    pub style: i32,
+    /// `Attribution`.
+    pub attribution: i32,
+}
+
 /// What the decoder is asked: the task (and its language), the caller's instructions, the
 /// conversation so far and the question.
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +53,13 @@ pub struct Prompt<'a> {
 /// The generation request of a question over `hits`. Memories go by chunk id and text, as
 /// Remember warmed them (the generator's memory-KV cache key); facts reached by hops go as
 /// the paths through them (`graph::memories`).
-pub fn request(prompt: &Prompt<'_>, hits: &[Retrieved], attend_mode: i32, params: Option<gen::SamplingParams>) -> gen::GenerateRequest {
-    let mut system = system_prompt(prompt.task, prompt.language);
+pub fn request(prompt: &Prompt<'_>, hits: &[Retrieved], attend_mode: i32, answer: Answer, params: Option<gen::SamplingParams>) -> gen::GenerateRequest {
+    let extractive = answer.style == gen::AnswerStyle::Extractive as i32;
+    let mut system = if extractive && matches!(prompt.task, Task::Qa | Task::Unspecified) {
+        EXTRACTIVE_QA.to_string()
+    } else {
+        system_prompt(prompt.task, prompt.language)
+    };
     if !prompt.instructions.trim().is_empty() {
         system = format!("{system}\n{}", prompt.instructions.trim());
     }
@@ -50,7 +68,16 @@ pub fn request(prompt: &Prompt<'_>, hits: &[Retrieved], attend_mode: i32, params
     messages.extend(prompt.history.iter().cloned());
     messages.push(gen::Message { role: "user".into(), content: prompt.question.to_string() });
     let (memories, _) = super::graph::memories(hits);
-    gen::GenerateRequest { messages, prompt: String::new(), memories, recompute_ratio: None, attend_mode, params }
+    gen::GenerateRequest {
+        messages,
+        prompt: String::new(),
+        memories,
+        recompute_ratio: None,
+        attend_mode,
+        params,
+        answer_style: answer.style,
+        attribution: answer.attribution,
+    }
 }
 
 /// A generator stream cut by a transport failure (the generator died or the connection

@@ -33,6 +33,13 @@ pub struct Job {
     pub stop: Vec<String>,
     /// Most tokens to generate.
     pub max_new: usize,
+    /// Free answers: sentences after which the answer ends (0: no limit).
+    pub max_sentences: usize,
+    /// Extractive answers: each memory's tokens and their offsets (decoding is constrained to
+    /// spans of them); None: free text.
+    pub extract: Option<Vec<super::extract::MemoryTokens>>,
+    /// Also score each memory by leaving it out ([`super::ablation`]).
+    pub ablation: bool,
     /// When the client stops waiting.
     pub deadline: Option<Instant>,
     /// When the request arrived.

@@ -5,9 +5,12 @@
 //! KV budgets, [`scheduler`] runs the step loop (continuous batching), [`sequence`] holds a
 //! running sequence's state, [`fused`] lays memories' cached states in (it owns the memory-KV
 //! cache, [`memcache`]), [`prefix`] is the prompt-prefix cache, [`sampling`] and [`text`] turn
-//! logits into streamed text.
+//! logits into streamed text, [`extract`] constrains an extractive answer to memory spans and
+//! [`ablation`] scores memories by leaving each out.
 
+mod ablation;
 mod config;
+pub mod extract;
 mod fused;
 mod job;
 pub mod memcache;

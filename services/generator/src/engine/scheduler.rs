@@ -16,10 +16,11 @@ use memgpt_models::llama::kv::KvCache;
 use memgpt_models::llama::Llama;
 use memgpt_models::llama::ragged::{Select, SeqStep};
 use memgpt_models::text::tokenizer::TextTokenizer;
-use memgpt_proto::generator::v1::{FinishReason, GenerateFinal, GenerateResponse, MemoryAttention, Usage};
+use memgpt_proto::generator::v1::{FinishReason, GenerateFinal, GenerateResponse, MemoryAttention, Quote, Usage};
 use tch::Device;
 
 use super::config::EngineConfig;
+use super::extract::QuoteTokens;
 use super::fused::Fused;
 use super::job::Work;
 use super::prefix::PrefixCache;
@@ -63,6 +64,8 @@ pub(super) struct Scheduler {
     fused: Fused,
     queue: Queue,
     running: Vec<Seq>,
+    /// What extractive answers need of the vocabulary.
+    quote: Arc<QuoteTokens>,
     ttft: memgpt_telemetry::metrics::Histogram,
 }
 
@@ -77,7 +80,8 @@ impl Scheduler {
         );
         let fused = Fused::new(config.memory_cache_bytes, config.recompute_head_tokens, config.max_batch_prefill_tokens, Arc::clone(&stats));
         let queue = Queue::new(config.max_batch, config.max_kv_tokens, Arc::clone(&stats));
-        Self { model, tokenizer, config: config.clone(), stats, abort, prefix, fused, queue, running: Vec::new(), ttft }
+        let quote = Arc::new(QuoteTokens::new(&tokenizer));
+        Self { model, tokenizer, config: config.clone(), stats, abort, prefix, fused, queue, running: Vec::new(), quote, ttft }
     }
 
     fn take(&mut self, work: Work) {
@@ -166,7 +170,7 @@ impl Scheduler {
                 VecDeque::from([Pending { from: prefilled, to: job.prompt.len(), candidate: false }])
             };
             tracing::debug!(parent: &job.span, prompt_tokens = job.prompt.len(), prefix_hit_tokens = prefilled, fused = job.fused, batch = self.running.len() + 1, "admitted");
-            self.running.push(Seq::new(job, cache, pending, vocab, reserved));
+            self.running.push(Seq::new(job, cache, pending, vocab, &self.quote, reserved));
         }
     }
 
@@ -243,7 +247,18 @@ impl Scheduler {
                 *acc += s;
             }
             seq.share_steps += 1;
-            let token = seq.sampler.sample(&mut logits[row * vocab..(row + 1) * vocab]);
+            let row_logits = &mut logits[row * vocab..(row + 1) * vocab];
+            if let Some(x) = &seq.extract {
+                x.mask(row_logits);
+            }
+            // The likelihood the ablation compares with is the model's own, before any
+            // constraint or penalty: the token is scored once it is chosen (below).
+            let raw = seq.job.ablation.then(|| row_logits.to_vec());
+            let token = seq.sampler.sample(row_logits);
+            let eos = self.tokenizer.eos.contains(&token) || seq.extract.as_ref().is_some_and(|x| x.ends(token));
+            if let Some(raw) = raw.filter(|_| !eos && seq.generated.len() < super::ablation::MAX_TOKENS) {
+                seq.loglik += super::ablation::log_prob(&raw, token);
+            }
             seq.generated.push(token);
             self.stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
             if seq.first_token_at.is_none() {
@@ -253,17 +268,27 @@ impl Scheduler {
                 self.stats.ttft_us_total.fetch_add(ttft.as_micros() as u64, Ordering::Relaxed);
                 self.ttft.observe(ttft.as_secs_f64());
             }
-            if self.tokenizer.eos.contains(&token) {
+            if eos {
                 finished.push((i, FinishReason::Eos, None));
                 continue;
             }
             let text = self.tokenizer.decode(&seq.generated)?;
+            let text = match &mut seq.extract {
+                Some(x) => {
+                    x.advance(token);
+                    text.trim_start().to_string()
+                }
+                None => text,
+            };
             let update = seq.text.update(&text);
             if !update.delta.is_empty() {
                 let _ = seq.job.tx.send(Ok(GenerateResponse { delta: update.delta, r#final: None }));
             }
             if let Some(final_text) = update.stopped {
                 finished.push((i, FinishReason::Stop, Some(final_text)));
+            } else if seq.extract.as_ref().is_some_and(|x| x.exhausted()) {
+                // The span reached the end of its memory.
+                finished.push((i, FinishReason::Eos, None));
             } else if seq.generated.len() >= seq.job.max_new {
                 finished.push((i, FinishReason::Length, None));
             } else {
@@ -282,16 +307,41 @@ impl Scheduler {
     fn finish(&mut self, i: usize, reason: FinishReason, stopped_text: Option<String>) {
         let mut seq = self.running.swap_remove(i);
         let now = Instant::now();
-        let text = match stopped_text {
-            Some(t) => t,
-            None => {
-                let ids: Vec<u32> = seq.generated.iter().copied().filter(|t| !self.tokenizer.eos.contains(t)).collect();
-                self.tokenizer.decode(&ids).unwrap_or_default()
+        let ended = |t: &u32| self.tokenizer.eos.contains(t) || seq.extract.as_ref().is_some_and(|x| x.ends(*t));
+        let answer: Vec<u32> = seq.generated.iter().copied().filter(|t| !ended(t)).collect();
+        let span = seq.extract.as_ref().and_then(|x| x.span());
+        let (text, quote) = match (&seq.extract, span, stopped_text) {
+            (Some(x), Some(span), _) => {
+                let quote = Quote { memory_id: seq.job.memory_ids[span.memory].clone(), memory_index: span.memory as u32, start: span.start as u32, end: span.end as u32 };
+                (x.quoted(span), Some(quote))
             }
+            (_, _, Some(t)) => (t, None),
+            _ => (self.tokenizer.decode(&answer).unwrap_or_default(), None),
         };
-        let delta = if reason == FinishReason::Stop { String::new() } else { seq.text.finish(&text) };
+        let delta = if reason == FinishReason::Stop && seq.extract.is_none() { String::new() } else { seq.text.finish(&text) };
+        // Shares over the memories sum to 1; what the prompt around them took is apart.
         let steps = seq.share_steps.max(1) as f32;
-        let attention = seq.job.memory_ids.iter().zip(&seq.shares).map(|(id, s)| MemoryAttention { memory_id: id.clone(), share: s / steps }).collect();
+        let on_memories: f32 = seq.shares.iter().sum::<f32>() / steps;
+        let prompt_share = if seq.shares.is_empty() { 0.0 } else { (1.0 - on_memories).clamp(0.0, 1.0) };
+        let ablation = if seq.job.ablation && reason != FinishReason::Cancelled {
+            match super::ablation::scores(&self.model, &seq.job.prompt, &seq.job.spans, &seq.cache, &answer, seq.loglik) {
+                Ok(scores) => scores.into_iter().map(Some).collect(),
+                Err(err) => {
+                    tracing::warn!(parent: &seq.job.span, error = %err, "ablation failed; attention shares only");
+                    vec![None; seq.shares.len()]
+                }
+            }
+        } else {
+            vec![None; seq.shares.len()]
+        };
+        let attention = seq
+            .job
+            .memory_ids
+            .iter()
+            .zip(&seq.shares)
+            .zip(ablation)
+            .map(|((id, s), ablation)| MemoryAttention { memory_id: id.clone(), share: if on_memories > 0.0 { s / steps / on_memories } else { 0.0 }, ablation })
+            .collect();
         let ttft_ms = seq.first_token_at.map(|t| t.duration_since(seq.job.received).as_secs_f64() * 1e3).unwrap_or(0.0);
         let decode_ms = seq.first_token_at.map(|t| now.duration_since(t).as_secs_f64() * 1e3).unwrap_or(0.0);
         let usage = Usage { prompt_tokens: seq.job.prompt.len() as u32, completion_tokens: seq.generated.len() as u32 };
@@ -304,7 +354,7 @@ impl Scheduler {
             decode_ms,
             "generation finished"
         );
-        let last = GenerateFinal { text, finish_reason: reason as i32, usage: Some(usage), attention, ttft_ms, decode_ms };
+        let last = GenerateFinal { text, finish_reason: reason as i32, usage: Some(usage), attention, ttft_ms, decode_ms, quote, prompt_share };
         let _ = seq.job.tx.send(Ok(GenerateResponse { delta, r#final: Some(last) }));
         if reason == FinishReason::Cancelled {
             self.stats.cancelled.fetch_add(1, Ordering::Relaxed);

@@ -6,6 +6,9 @@ use std::time::Instant;
 
 use memgpt_models::llama::kv::KvCache;
 
+use std::sync::Arc;
+
+use super::extract::{Extract, QuoteTokens};
 use super::job::Job;
 use super::sampling::Sampler;
 use super::text::TextStream;
@@ -34,6 +37,10 @@ pub(super) struct Seq {
     /// Attention share of each memory, summed over the steps that emitted a token.
     pub(super) shares: Vec<f32>,
     pub(super) share_steps: u32,
+    /// Extractive answers: the constraint.
+    pub(super) extract: Option<Extract>,
+    /// Log-likelihood of the first generated tokens (ablation only).
+    pub(super) loglik: f64,
     pub(super) first_token_at: Option<Instant>,
     /// KV tokens reserved for it at admission (prompt and new tokens).
     pub(super) reserved: u64,
@@ -41,10 +48,12 @@ pub(super) struct Seq {
 
 impl Seq {
     /// A sequence admitted with `cache` (partly filled) and the positions still `pending`.
-    pub(super) fn new(job: Job, cache: KvCache, pending: VecDeque<Pending>, vocab: usize, reserved: u64) -> Self {
+    pub(super) fn new(mut job: Job, cache: KvCache, pending: VecDeque<Pending>, vocab: usize, quote: &Arc<QuoteTokens>, reserved: u64) -> Self {
         let sampler = Sampler::new(job.sampling.clone(), vocab, &job.prompt);
-        let text = TextStream::new(job.stop.clone());
+        let extract = job.extract.take().map(|memories| Extract::new(memories, Arc::clone(quote)));
+        // An extractive answer is a span: stop strings and the sentence budget do not cut it.
+        let text = if extract.is_some() { TextStream::new(Vec::new(), 0) } else { TextStream::new(job.stop.clone(), job.max_sentences) };
         let shares = vec![0.0; job.spans.len()];
-        Self { job, cache, pending, input: [0], generated: Vec::new(), sampler, text, shares, share_steps: 0, first_token_at: None, reserved }
+        Self { job, cache, pending, input: [0], generated: Vec::new(), sampler, text, shares, share_steps: 0, extract, loglik: 0.0, first_token_at: None, reserved }
     }
 }

@@ -140,7 +140,7 @@ async fn memories_get_attention_shares() {
     let ids: Vec<&str> = last.attention.iter().map(|a| a.memory_id.as_str()).collect();
     assert_eq!(ids, ["zoo#0", "rocket#0", "bread#0"]);
     let total: f32 = last.attention.iter().map(|a| a.share).sum();
-    assert!(last.attention.iter().all(|a| a.share > 0.0 && a.share < 1.0) && total < 1.0, "{:?}", last.attention);
+    assert!(last.attention.iter().all(|a| a.share > 0.0 && a.share < 1.0) && (total - 1.0).abs() < 1e-3, "{:?}", last.attention);
     let rocket = last.attention[1].share;
     assert!(rocket > last.attention[0].share && rocket > last.attention[2].share, "{:?}", last.attention);
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod answers;
 mod fused;
 mod generate;
 mod load;

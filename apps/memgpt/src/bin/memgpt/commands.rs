@@ -71,6 +71,19 @@ pub struct Generation {
     /// Random seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Answer style: free, or extractive (a verbatim span of a memory; server default when
+    /// unset).
+    #[arg(long, value_parser = ["free", "extractive"])]
+    pub style: Option<String>,
+    /// Sentences a free answer ends after (0: no limit; server default when unset).
+    #[arg(long)]
+    pub max_sentences: Option<u32>,
+    /// Attribution: attention (shares), or ablation (also each memory left out once).
+    #[arg(long, value_parser = ["attention", "ablation"])]
+    pub attribution: Option<String>,
+    /// Citations ordered by attribution instead of retrieval.
+    #[arg(long)]
+    pub by_attribution: bool,
 }
 
 /// Parses `key=value` filters.
@@ -97,9 +110,33 @@ pub fn attend_mode(mode: Option<&str>) -> i32 {
     }
 }
 
+/// The answer style's wire value.
+pub fn answer_style(style: Option<&str>) -> i32 {
+    match style {
+        Some("free") => gen::AnswerStyle::Free as i32,
+        Some("extractive") => gen::AnswerStyle::Extractive as i32,
+        _ => gen::AnswerStyle::Unspecified as i32,
+    }
+}
+
+/// The attribution's wire value.
+pub fn attribution(a: Option<&str>) -> i32 {
+    match a {
+        Some("attention") => gen::Attribution::Attention as i32,
+        Some("ablation") => gen::Attribution::Ablation as i32,
+        _ => gen::Attribution::Unspecified as i32,
+    }
+}
+
 impl Generation {
     fn params(&self) -> gen::SamplingParams {
-        gen::SamplingParams { max_new_tokens: self.max_new_tokens, temperature: self.temperature, seed: self.seed, ..Default::default() }
+        gen::SamplingParams {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            seed: self.seed,
+            max_sentences: self.max_sentences,
+            ..Default::default()
+        }
     }
 }
 
@@ -110,7 +147,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Prints the citations of an answer or a search.
 pub fn print_citations(out: &mut impl Write, citations: &[gw::Citation], attention: bool) -> std::io::Result<()> {
     for (i, c) in citations.iter().enumerate() {
-        let share = if attention { format!("  attention {:.3}", c.attention) } else { String::new() };
+        let mut share = if attention { format!("  attention {:.3}", c.attention) } else { String::new() };
+        if let Some(a) = c.ablation {
+            share += &format!("  ablation {a:.2}");
+        }
         let snippet: String = c.snippet.chars().take(100).collect::<String>().replace('\n', " ");
         let rank = |r: u32| if r == 0 { "-".to_string() } else { r.to_string() };
         let found = if c.hop > 1 {
@@ -176,6 +216,9 @@ pub fn ask(client: ClientArgs, args: AskArgs) -> anyhow::Result<()> {
             retrieval: args.retrieval.ranking(),
             as_of: args.retrieval.as_of(),
             max_hops: args.max_hops,
+            answer_style: answer_style(args.generation.style.as_deref()),
+            attribution: attribution(args.generation.attribution.as_deref()),
+            order_by_attribution: args.generation.by_attribution,
             ..Default::default()
         };
         let stream = gateway.ask_stream(req).await.map_err(|s| anyhow::anyhow!(describe(&s)))?.into_inner();
@@ -357,6 +400,9 @@ pub fn chat(client: ClientArgs, args: ChatArgs) -> anyhow::Result<()> {
                 retrieval: args.retrieval.ranking(),
                 as_of: args.retrieval.as_of(),
                 max_hops: args.max_hops,
+                answer_style: answer_style(args.generation.style.as_deref()),
+                attribution: attribution(args.generation.attribution.as_deref()),
+                order_by_attribution: args.generation.by_attribution,
             };
             match gateway.chat(req).await {
                 Ok(stream) => {

@@ -1,9 +1,12 @@
 //! `memgpt eval attend`: the fused attend mode against concat on SQuAD, straight against the
 //! generator. Each question's memories are its own paragraph and paragraphs of other articles
 //! (4 by default), in a shuffled order fixed by the question id; each question is answered
-//! greedily in both modes. Printed: EM and F1 per mode (SQuAD's scoring), the share of
-//! questions whose answers are identical, time to first token, and the memory-KV cache's
-//! counters.
+//! greedily in both modes, in each answer style asked for. Printed: EM and F1 per mode and
+//! style (SQuAD's scoring), answer length, the share of questions whose answers are
+//! identical, time to first token, attribution accuracy (the question's own paragraph has the
+//! highest attention share, and with `--attribution ablation` the highest ablation score),
+//! for extractive answers the share whose quote is a verbatim span at its offsets, and the
+//! memory-KV cache's counters.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -54,6 +57,18 @@ pub struct AttendArgs {
     /// fused passes find the first pass's memories cached).
     #[arg(long)]
     memory_cache_bytes: Option<u64>,
+    /// Attend modes (comma-separated): concat, fused (one fused pass per recompute ratio).
+    #[arg(long, value_delimiter = ',', default_value = "concat,fused")]
+    modes: Vec<String>,
+    /// Answer styles (comma-separated): free, extractive.
+    #[arg(long, value_delimiter = ',', default_value = "free")]
+    styles: Vec<String>,
+    /// Sentences a free answer ends after (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_sentences: u32,
+    /// Attribution asked for: attention, or ablation (each memory left out once as well).
+    #[arg(long, default_value = "attention", value_parser = ["attention", "ablation"])]
+    attribution: String,
     /// Also write each question's answers as JSONL to this file.
     #[arg(long)]
     answers: Option<PathBuf>,
@@ -75,10 +90,29 @@ pub fn memories_of(squad: &Squad, q: &Question, others: usize) -> Vec<gen::Memor
     picked.into_iter().map(|p| gen::Memory { id: squad.passages[p].id.clone(), text: squad.passages[p].text.clone() }).collect()
 }
 
-struct Answer {
-    text: String,
-    ttft_ms: f64,
-    prompt_tokens: u32,
+pub(crate) struct Answer {
+    pub(crate) text: String,
+    pub(crate) ttft_ms: f64,
+    pub(crate) prompt_tokens: u32,
+    /// Memory id of the highest attention share, and of the highest ablation score.
+    pub(crate) top_share: Option<String>,
+    pub(crate) top_ablation: Option<String>,
+    /// Extractive: the quote is exactly the answer, at its offsets in the memory it names.
+    pub(crate) quote_ok: bool,
+}
+
+/// The memory id with the highest `score`.
+pub(crate) fn top_by<T>(items: &[T], id: impl Fn(&T) -> &str, score: impl Fn(&T) -> Option<f32>) -> Option<String> {
+    items.iter().filter_map(|x| score(x).map(|s| (id(x), s))).max_by(|a, b| a.1.total_cmp(&b.1)).map(|(id, _)| id.to_string())
+}
+
+/// Whether `quote` names a memory of `memories` whose text at its character offsets is `text`.
+pub(crate) fn quote_holds(quote: Option<&gen::Quote>, text: &str, memories: &[(String, String)]) -> bool {
+    let Some(q) = quote else { return false };
+    memories.iter().find(|(id, _)| *id == q.memory_id).is_some_and(|(_, m)| {
+        let span: String = m.chars().skip(q.start as usize).take(q.end.saturating_sub(q.start) as usize).collect();
+        !text.is_empty() && span == text
+    })
 }
 
 /// One pass over the questions: a mode, and in fused mode the recompute ratio (None: the
@@ -87,42 +121,67 @@ struct Answer {
 pub(crate) struct Pass {
     pub(crate) mode: gen::AttendMode,
     pub(crate) ratio: Option<f32>,
+    pub(crate) extractive: bool,
 }
 
 impl Pass {
     /// Concat, then one fused pass per ratio (one at the generator's own ratio when none).
     pub(crate) fn all(ratios: &[f32]) -> Vec<Pass> {
-        let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None }];
+        let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None, extractive: false }];
         match ratios {
-            [] => passes.push(Pass { mode: gen::AttendMode::Fused, ratio: None }),
-            ratios => passes.extend(ratios.iter().map(|&r| Pass { mode: gen::AttendMode::Fused, ratio: Some(r) })),
+            [] => passes.push(Pass { mode: gen::AttendMode::Fused, ratio: None, extractive: false }),
+            ratios => passes.extend(ratios.iter().map(|&r| Pass { mode: gen::AttendMode::Fused, ratio: Some(r), extractive: false })),
         }
         passes
     }
 
     pub(crate) fn name(&self) -> String {
-        match (self.mode, self.ratio) {
+        let mode = match (self.mode, self.ratio) {
             (gen::AttendMode::Fused, Some(r)) => format!("fused@{r}"),
             (gen::AttendMode::Fused, None) => "fused".into(),
             _ => "concat".into(),
-        }
+        };
+        if self.extractive { format!("{mode}/extractive") } else { mode }
     }
 }
 
-async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>, pass: Pass, max_new: u32) -> Result<Answer, tonic::Status> {
+/// What every question of a run is asked with, beside its pass.
+#[derive(Clone, Copy)]
+struct Asking {
+    max_new: u32,
+    max_sentences: u32,
+    ablation: bool,
+}
+
+async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>, pass: Pass, asking: Asking) -> Result<Answer, tonic::Status> {
+    let texts: Vec<(String, String)> = memories.iter().map(|m| (m.id.clone(), m.text.clone())).collect();
+    let style = if pass.extractive { gen::AnswerStyle::Extractive } else { gen::AnswerStyle::Free };
+    let attribution = if asking.ablation { gen::Attribution::Ablation } else { gen::Attribution::Attention };
+    let params = gen::SamplingParams {
+        max_new_tokens: Some(asking.max_new),
+        temperature: Some(0.0),
+        stop: vec!["\n".into()],
+        max_sentences: Some(asking.max_sentences),
+        ..Default::default()
+    };
     let req = gen::GenerateRequest {
         messages: vec![gen::Message { role: "system".into(), content: INSTRUCTION.into() }, gen::Message { role: "user".into(), content: q.question.clone() }],
         memories,
         attend_mode: pass.mode as i32,
         recompute_ratio: pass.ratio,
-        params: Some(gen::SamplingParams { max_new_tokens: Some(max_new), temperature: Some(0.0), stop: vec!["\n".into()], ..Default::default() }),
+        params: Some(params),
+        answer_style: style as i32,
+        attribution: attribution as i32,
         ..Default::default()
     };
     let mut stream = client.generate(req).await?.into_inner();
     while let Some(msg) = stream.message().await? {
         if let Some(last) = msg.r#final {
             let prompt_tokens = last.usage.map(|u| u.prompt_tokens).unwrap_or(0);
-            return Ok(Answer { text: last.text, ttft_ms: last.ttft_ms, prompt_tokens });
+            let top_share = top_by(&last.attention, |a| &a.memory_id, |a| Some(a.share));
+            let top_ablation = top_by(&last.attention, |a| &a.memory_id, |a| a.ablation);
+            let quote_ok = quote_holds(last.quote.as_ref(), &last.text, &texts);
+            return Ok(Answer { text: last.text, ttft_ms: last.ttft_ms, prompt_tokens, top_share, top_ablation, quote_ok });
         }
     }
     Err(tonic::Status::unavailable("the stream ended without a final message"))
@@ -155,11 +214,21 @@ pub fn attend(args: AttendArgs) -> anyhow::Result<()> {
 async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: &ClientArgs) -> anyhow::Result<()> {
     let generator = client.connect_generator().await?;
     let info = generator.clone().info(gen::InfoRequest {}).await.map_err(|s| anyhow::anyhow!("info: {}", describe(&s)))?.into_inner();
-    let passes = Pass::all(&args.recompute_ratio);
+    let mut passes = Vec::new();
+    for style in &args.styles {
+        anyhow::ensure!(style == "free" || style == "extractive", "--styles: `{style}` is not an answer style (free, extractive)");
+        let wanted = |p: &Pass| args.modes.iter().any(|m| (m == "fused") == (p.mode == gen::AttendMode::Fused));
+        passes.extend(Pass::all(&args.recompute_ratio).into_iter().filter(wanted).map(|p| Pass { extractive: style == "extractive", ..p }));
+    }
+    for m in &args.modes {
+        anyhow::ensure!(m == "concat" || m == "fused", "--modes: `{m}` is not an attend mode (concat, fused)");
+    }
+    anyhow::ensure!(!passes.is_empty(), "--modes and --styles leave nothing to evaluate");
+    let asking = Asking { max_new: args.max_new_tokens, max_sentences: args.max_sentences, ablation: args.attribution == "ablation" };
     let mut results: Vec<Vec<Answer>> = Vec::new();
     for &pass in &passes {
         let started = std::time::Instant::now();
-        let asks = questions.iter().map(|q| answer(generator.clone(), q, memories_of(squad, q, args.others), pass, args.max_new_tokens));
+        let asks = questions.iter().map(|q| answer(generator.clone(), q, memories_of(squad, q, args.others), pass, asking));
         let outcomes: Vec<_> = futures::stream::iter(asks).buffered(args.concurrency.max(1)).collect().await;
         let answers = outcomes.into_iter().collect::<Result<Vec<_>, _>>().map_err(|s| anyhow::anyhow!("{}: {}", pass.name(), describe(&s)))?;
         eprintln!("{}: {} questions in {:.1} s", pass.name(), answers.len(), started.elapsed().as_secs_f64());
@@ -178,9 +247,21 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
         println!("EM[{mode}] {em:.2}");
         println!("F1[{mode}] {f:.2}");
         println!("ttft_ms_median[{mode}] {:.1}", median(answers.iter().map(|a| a.ttft_ms).collect()));
+        println!("answer_words_mean[{mode}] {:.1}", answers.iter().map(|a| a.text.split_whitespace().count() as f64).sum::<f64>() / n);
+        let own = |i: usize| squad.passages[questions[i].passage].id.as_str();
+        let right = |top: fn(&Answer) -> Option<&String>| answers.iter().enumerate().filter(|(i, a)| top(a).is_some_and(|id| id == own(*i))).count() as f64 / n;
+        println!("attribution_accuracy_attention[{mode}] {:.4}", right(|a| a.top_share.as_ref()));
+        if asking.ablation {
+            println!("attribution_accuracy_ablation[{mode}] {:.4}", right(|a| a.top_ablation.as_ref()));
+        }
+        if pass.extractive {
+            println!("verbatim_quotes[{mode}] {:.4}", answers.iter().filter(|a| a.quote_ok).count() as f64 / n);
+        }
     }
-    for (pass, answers) in passes.iter().zip(&results).skip(1) {
-        let same = results[0].iter().zip(answers).filter(|(a, b)| a.text.trim() == b.text.trim()).count();
+    for (i, (pass, answers)) in passes.iter().zip(&results).enumerate() {
+        // Against the concat pass of the same style.
+        let Some(base) = passes.iter().position(|p| p.extractive == pass.extractive && p.mode == gen::AttendMode::Concat).filter(|&b| b != i) else { continue };
+        let same = results[base].iter().zip(answers).filter(|(a, b)| a.text.trim() == b.text.trim()).count();
         println!("identical_answers[{}] {:.4}", pass.name(), same as f64 / n);
     }
     println!("prompt_tokens_mean {:.1}", results[0].iter().map(|a| f64::from(a.prompt_tokens)).sum::<f64>() / n);

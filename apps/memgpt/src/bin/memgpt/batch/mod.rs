@@ -23,7 +23,7 @@ use record::{Parsed, Question};
 pub struct BatchArgs {
     /// Questions, one JSON object a line: `id`, `question`, optional `namespace` (or
     /// `namespaces`), `task` (qa, summarize, translate), `options` (top_k, min_score,
-    /// attend_mode, max_new_tokens, temperature, top_p, seed).
+    /// attend_mode, max_new_tokens, max_sentences, style, temperature, top_p, seed).
     #[arg(long)]
     pub input: PathBuf,
     /// Answers, one JSON object a line, each with the input's `id`; appended to when it exists.

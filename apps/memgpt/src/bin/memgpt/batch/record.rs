@@ -107,6 +107,13 @@ fn request(v: &Value, default_namespace: &str, defaults: &gen::SamplingParams) -
         repetition_penalty: opt_f32(o, "repetition_penalty")?,
         seed,
         stop: Vec::new(),
+        max_sentences: opt_u32(o, "max_sentences")?,
+    };
+    let answer_style = match o.get("style").map(|m| m.as_str()) {
+        None => gen::AnswerStyle::Unspecified,
+        Some(Some("free")) => gen::AnswerStyle::Free,
+        Some(Some("extractive")) => gen::AnswerStyle::Extractive,
+        _ => return Err("options.style must be \"free\" or \"extractive\"".into()),
     };
     Ok(gw::AskRequest {
         question,
@@ -125,6 +132,8 @@ fn request(v: &Value, default_namespace: &str, defaults: &gen::SamplingParams) -
             Some(_) => return Err("`as_of` must be an RFC 3339 time string".into()),
         },
         max_hops: opt_u32(o, "max_hops")?,
+        answer_style: answer_style as i32,
+        ..Default::default()
     })
 }
 
@@ -149,8 +158,12 @@ pub fn parse(text: &str, line: usize, default_namespace: &str, defaults: &gen::S
 
 /// A citation as JSON.
 pub fn citation_json(c: &gw::Citation) -> Value {
-    json!({"memory_id": c.memory_id, "document_id": c.document_id, "namespace": c.namespace, "score": c.score, "attention": c.attention,
-        "dense_rank": c.dense_rank, "sparse_rank": c.sparse_rank, "hop": c.hop, "via": c.via, "via_entity": c.via_entity, "snippet": c.snippet})
+    let mut v = json!({"memory_id": c.memory_id, "document_id": c.document_id, "namespace": c.namespace, "score": c.score, "attention": c.attention,
+        "dense_rank": c.dense_rank, "sparse_rank": c.sparse_rank, "hop": c.hop, "via": c.via, "via_entity": c.via_entity, "snippet": c.snippet});
+    if let Some(a) = c.ablation {
+        v["ablation"] = json!(a);
+    }
+    v
 }
 
 /// An answer as JSON.
@@ -163,6 +176,8 @@ pub fn answer_json(a: &gw::AskResponse) -> Value {
         "finish_reason": finish,
         "usage": usage,
         "trace_id": a.trace_id,
+        "quote": a.quote.as_ref().map(|q| json!({"memory_id": q.memory_id, "citation": q.memory_index, "start": q.start, "end": q.end})),
+        "prompt_share": a.prompt_share,
     })
 }
 

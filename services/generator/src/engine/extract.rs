@@ -1,0 +1,270 @@
+//! Extractive answers: decoding constrained to spans of the memories' tokens. Every position
+//! of every memory is a possible start; after each token only the positions whose memory
+//! continues with that token stay live, so the next token must be one of their next tokens,
+//! or EOS (allowed after any token). The answer is then a verbatim span of a memory, whose
+//! character offsets come from the tokens' byte offsets.
+
+use std::sync::Arc;
+
+use memgpt_models::text::tokenizer::TextTokenizer;
+
+/// A memory's tokens as they stand in the prompt, with the byte range of its text each covers.
+#[derive(Debug, Clone)]
+pub struct MemoryTokens {
+    /// The memory's text.
+    pub text: String,
+    /// The tokens of its text (the segment's leading blank line left out).
+    pub tokens: Vec<u32>,
+    /// Byte range `[start, end)` of `text` of each token.
+    pub offsets: Vec<(usize, usize)>,
+}
+
+impl MemoryTokens {
+    /// Whether a span may start at token `p`: it begins a word (a quote never starts inside
+    /// one).
+    fn starts_word(&self, p: usize) -> bool {
+        let (s, e) = self.offsets[p];
+        s == 0 || self.text[s..e.max(s)].starts_with(char::is_whitespace) || !self.text[..s].ends_with(char::is_alphanumeric)
+    }
+
+    /// Whether a span may end after token `p`: it ends a word.
+    fn ends_word(&self, p: usize) -> bool {
+        let e = self.offsets[p].1;
+        e >= self.text.len() || !self.text[e..].starts_with(char::is_alphanumeric)
+    }
+}
+
+/// What the constraint needs of the vocabulary, found once per tokenizer.
+#[derive(Debug, Default)]
+pub struct QuoteTokens {
+    /// Tokens that end the answer: EOS, and every token that starts with the quotation mark
+    /// closing the lead-in ([`crate::prompt::QUOTE_LEAD`]).
+    pub ends: Vec<u32>,
+    /// Per token: an answer may not start with it (an article, or no letter or digit at all:
+    /// SQuAD's scoring leaves articles out, and a small model likes to start at "The").
+    pub no_start: Vec<bool>,
+}
+
+impl QuoteTokens {
+    /// Scans the vocabulary of `tokenizer` (tens of milliseconds).
+    pub fn new(tokenizer: &TextTokenizer) -> Self {
+        let mut ends = tokenizer.eos.clone();
+        let mut no_start = Vec::with_capacity(tokenizer.vocab_size());
+        for t in 0..tokenizer.vocab_size() as u32 {
+            let text = tokenizer.decode(&[t]).unwrap_or_default();
+            if text.starts_with('"') {
+                ends.push(t);
+            }
+            let word = text.trim().to_lowercase();
+            no_start.push(matches!(word.as_str(), "the" | "a" | "an") || !word.chars().any(char::is_alphanumeric));
+        }
+        Self { ends, no_start }
+    }
+}
+
+/// The span an answer quotes: memory index and character offsets in its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub memory: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The constraint of one sequence.
+#[derive(Debug)]
+pub struct Extract {
+    memories: Vec<MemoryTokens>,
+    vocab: Arc<QuoteTokens>,
+    /// (memory, position of the next token) of every span the answer so far matches.
+    live: Vec<(usize, usize)>,
+    /// Tokens of the answer so far.
+    len: usize,
+}
+
+impl Extract {
+    /// A constraint over `memories`, ending at any of `ends`.
+    pub fn new(memories: Vec<MemoryTokens>, vocab: Arc<QuoteTokens>) -> Self {
+        let live = memories.iter().enumerate().flat_map(|(m, mem)| (0..mem.tokens.len()).map(move |p| (m, p))).collect();
+        Self { memories, vocab, live, len: 0 }
+    }
+
+    /// Whether `token` ends the answer (it is not part of the span).
+    pub fn ends(&self, token: u32) -> bool {
+        self.vocab.ends.contains(&token)
+    }
+
+    /// Sets every logit the constraint does not allow to -inf.
+    pub fn mask(&self, logits: &mut [f32]) {
+        let mut allowed = vec![false; logits.len()];
+        for &(m, p) in &self.live {
+            if let Some(&t) = self.memories[m].tokens.get(p) {
+                if self.len == 0 && (self.vocab.no_start.get(t as usize).copied().unwrap_or(false) || !self.memories[m].starts_word(p)) {
+                    continue;
+                }
+                if let Some(a) = allowed.get_mut(t as usize) {
+                    *a = true;
+                }
+            }
+        }
+        if self.complete().is_some() {
+            for &t in &self.vocab.ends {
+                if let Some(a) = allowed.get_mut(t as usize) {
+                    *a = true;
+                }
+            }
+        }
+        for (l, a) in logits.iter_mut().zip(allowed) {
+            if !a {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+
+    /// Takes the token chosen (one the mask allowed; an end leaves the spans as they are).
+    pub fn advance(&mut self, token: u32) {
+        if self.ends(token) {
+            return;
+        }
+        let memories = &self.memories;
+        self.live.retain_mut(|(m, p)| {
+            let hit = memories[*m].tokens.get(*p) == Some(&token);
+            *p += 1;
+            hit
+        });
+        self.len += 1;
+    }
+
+    /// Whether no span can be continued (every live span reached its memory's end): the
+    /// answer is complete.
+    pub fn exhausted(&self) -> bool {
+        self.len > 0 && self.live.iter().all(|&(m, p)| p >= self.memories[m].tokens.len())
+    }
+
+    /// The first live span (in request order) that ends a word, if any.
+    fn complete(&self) -> Option<(usize, usize)> {
+        if self.len == 0 {
+            return None;
+        }
+        self.live.iter().copied().find(|&(m, p)| self.memories[m].ends_word(p - 1))
+    }
+
+    /// The span the answer quotes (the first memory, in request order, that holds it whole
+    /// words, else the first that holds it), with leading and trailing white space left out;
+    /// None before the first token.
+    pub fn span(&self) -> Option<Span> {
+        let (m, end) = self.complete().or_else(|| self.live.first().copied().filter(|_| self.len > 0))?;
+        let mem = &self.memories[m];
+        let (from, to) = (mem.offsets[end - self.len].0, mem.offsets[end - 1].1);
+        let (from, to) = (floor_boundary(&mem.text, from), ceil_boundary(&mem.text, to));
+        let quoted = &mem.text[from..to];
+        let from = from + (quoted.len() - quoted.trim_start().len());
+        let to = to - (quoted.len() - quoted.trim_end().len());
+        let to = to.max(from);
+        let start = mem.text[..from].chars().count();
+        Some(Span { memory: m, start, end: start + mem.text[from..to].chars().count() })
+    }
+
+    /// The text of `span`.
+    pub fn quoted(&self, span: Span) -> String {
+        self.memories[span.memory].text.chars().skip(span.start).take(span.end - span.start).collect()
+    }
+}
+
+fn floor_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Words as tokens, as byte-level BPE makes them (the space before a word is its
+    /// token's): token id = index in `vocab`.
+    fn memory(text: &str, vocab: &mut Vec<String>) -> MemoryTokens {
+        let (mut tokens, mut offsets, mut at) = (Vec::new(), Vec::new(), 0);
+        for (i, word) in text.split(' ').enumerate() {
+            let w = if i == 0 { word.to_string() } else { format!(" {word}") };
+            let id = vocab.iter().position(|v| *v == w).unwrap_or_else(|| {
+                vocab.push(w.clone());
+                vocab.len() - 1
+            });
+            tokens.push(id as u32);
+            offsets.push((at, at + w.len()));
+            at += w.len();
+        }
+        MemoryTokens { text: text.into(), tokens, offsets }
+    }
+
+    #[test]
+    fn only_continuations_of_a_span_and_eos_after_the_first_token() {
+        let mut vocab = Vec::new();
+        let a = memory("the light was built in 1987", &mut vocab);
+        let b = memory("the bakery opened in 1990", &mut vocab);
+        let eos = 100u32;
+        let mut x = Extract::new(vec![a.clone(), b], Arc::new(QuoteTokens { ends: vec![eos], no_start: Vec::new() }));
+        let mut logits = vec![0.0f32; 101];
+        x.mask(&mut logits);
+        assert!(logits[eos as usize].is_infinite(), "EOS is not an empty answer");
+        let the = a.tokens[0];
+        x.advance(the);
+        let mut logits = vec![0.0f32; 101];
+        x.mask(&mut logits);
+        let open: Vec<usize> = (0..101).filter(|&t| logits[t].is_finite()).collect();
+        // "the" continues with "light" or "bakery", or the answer ends.
+        assert_eq!(open, vec![a.tokens[1] as usize, vocab.iter().position(|v| v == " bakery").unwrap(), eos as usize]);
+        x.advance(a.tokens[1]);
+        let span = x.span().unwrap();
+        assert_eq!((span.memory, span.start, span.end), (0, 0, 9));
+        assert_eq!(x.quoted(span), "the light");
+        assert!(!x.exhausted());
+    }
+
+    #[test]
+    fn offsets_are_characters_and_the_end_of_a_memory_exhausts_it() {
+        let mut vocab = Vec::new();
+        let m = memory("café à 1987", &mut vocab);
+        let mut x = Extract::new(vec![m.clone()], Arc::new(QuoteTokens { ends: vec![99], no_start: Vec::new() }));
+        x.advance(m.tokens[1]);
+        x.advance(m.tokens[2]);
+        let span = x.span().unwrap();
+        assert_eq!((span.start, span.end), (5, 11));
+        assert_eq!(x.quoted(span), "à 1987");
+        assert!(x.exhausted());
+    }
+
+    #[test]
+    fn a_span_starts_and_ends_at_words_and_never_at_an_article() {
+        // "from Kourou" as the tokens " from", " Kour", "ou"; "the" may not start it.
+        let text = "the rocket left from Kourou";
+        let offsets = vec![(0, 3), (3, 10), (10, 15), (15, 20), (20, 25), (25, 27)];
+        let m = MemoryTokens { text: text.into(), tokens: vec![0, 1, 2, 3, 4, 5], offsets };
+        let no_start = (0..10).map(|t| t == 0).collect();
+        let mut x = Extract::new(vec![m], Arc::new(QuoteTokens { ends: vec![9], no_start }));
+        let open = |x: &Extract| {
+            let mut logits = vec![0.0f32; 10];
+            x.mask(&mut logits);
+            (0..10).filter(|&t| logits[t].is_finite()).collect::<Vec<_>>()
+        };
+        // Not "the", not "ou" (inside a word), no end yet.
+        assert_eq!(open(&x), vec![1, 2, 3, 4]);
+        x.advance(4);
+        // After " Kour" the word goes on: only "ou", no end.
+        assert_eq!(open(&x), vec![5]);
+        x.advance(5);
+        assert_eq!(open(&x), vec![9]);
+        let span = x.span().unwrap();
+        assert_eq!(x.quoted(span), "Kourou");
+    }
+}
