@@ -124,6 +124,19 @@ def test_chat_without_streaming_models_and_embeddings(cluster):
     cited = reply.model_extra["memgpt"]["citations"]
     assert cited[0]["document_id"] == "tower" and cited[0]["score"] > 0.3 and 0 <= cited[0]["attention"] <= 1
 
+    # An extractive answer is a verbatim span of the cited memory, at the offsets it names;
+    # with the ablation each citation also has its leave-one-out score.
+    quoted = api.chat.completions.create(
+        model="memgpt", messages=[{"role": "user", "content": "How many steps does the clock tower have?"}],
+        max_tokens=24, temperature=0,
+        extra_body={"memgpt": {"namespaces": ["town"], "top_k": 1, "answer_style": "extractive", "attribution": "ablation"}})
+    extension = quoted.model_extra["memgpt"]
+    quote, text = extension["quote"], quoted.choices[0].message.content
+    memory = "The clock tower of Linford was built in 1888 and has 212 steps."
+    assert quote["memory_id"] == "tower#0" and quote["citation"] == 0, quote
+    assert text and memory[quote["start"]:quote["end"]] == text, (quote, text)
+    assert isinstance(extension["citations"][0]["ablation"], float) and 0 < extension["prompt_share"] < 1
+
     models = [m.id for m in api.models.list()]
     assert "memgpt" in models and reply.model in models and "all-MiniLM-L6-v2" in models
     vectors = api.embeddings.create(model="all-MiniLM-L6-v2", input=["a clock tower", "the steps of a tower"])

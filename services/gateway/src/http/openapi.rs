@@ -33,13 +33,16 @@ pub async fn document() -> Json<Value> {
     let citation = json!({"type": "object", "properties": {
         "memory_id": {"type": "string"}, "document_id": {"type": "string"}, "namespace": {"type": "string"},
         "score": {"type": "number", "description": "retrieval score (cosine, BM25 or fused)"},
-        "attention": {"type": "number", "description": "share of the answer's attention on this memory"},
+        "attention": {"type": "number", "description": "share of the answer's attention on the memories that went to this one (they sum to 1)"},
+        "ablation": {"type": "number", "description": "with attribution ablation: the drop in the answer's log-likelihood (nats) without this memory"},
         "snippet": {"type": "string"}, "page": {"type": "integer", "description": "PDF page the chunk is from"},
         "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}});
     let extension = json!({"type": "object", "description": "MemGPT extension: what is searched and how", "properties": {
         "namespaces": {"type": "array", "items": {"type": "string"}}, "top_k": {"type": "integer"}, "filter": filter(),
         "min_score": {"type": "number"}, "retrieval": retrieval(), "attend_mode": {"enum": ["concat", "fused"]},
-        "max_hops": {"type": "integer", "minimum": 1}, "as_of": {"type": "string", "format": "date-time"}}});
+        "max_hops": {"type": "integer", "minimum": 1}, "as_of": {"type": "string", "format": "date-time"},
+        "answer_style": {"enum": ["free", "extractive"]}, "attribution": {"enum": ["attention", "ablation"]},
+        "order_by_attribution": {"type": "boolean"}, "max_sentences": {"type": "integer", "minimum": 0}}});
     let message = json!({"type": "object", "required": ["role", "content"], "properties": {
         "role": {"enum": ["system", "developer", "user", "assistant"]},
         "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]}}});

@@ -248,12 +248,12 @@ impl Scheduler {
             }
             seq.share_steps += 1;
             let row_logits = &mut logits[row * vocab..(row + 1) * vocab];
-            if let Some(x) = &seq.extract {
-                x.mask(row_logits);
-            }
             // The likelihood the ablation compares with is the model's own, before any
             // constraint or penalty: the token is scored once it is chosen (below).
             let raw = seq.job.ablation.then(|| row_logits.to_vec());
+            if let Some(x) = &seq.extract {
+                x.mask(row_logits);
+            }
             let token = seq.sampler.sample(row_logits);
             let eos = self.tokenizer.eos.contains(&token) || seq.extract.as_ref().is_some_and(|x| x.ends(token));
             if let Some(raw) = raw.filter(|_| !eos && seq.generated.len() < super::ablation::MAX_TOKENS) {
@@ -303,6 +303,31 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Each memory's attention share, normalised over the memories (they sum to 1), and its
+    /// ablation score when asked for; and the share the prompt around the memories took.
+    fn attribution(&self, seq: &Seq, reason: FinishReason, answer: &[u32]) -> (Vec<MemoryAttention>, f32) {
+        let steps = seq.share_steps.max(1) as f32;
+        let on_memories: f32 = seq.shares.iter().sum::<f32>() / steps;
+        let prompt_share = if seq.shares.is_empty() { 0.0 } else { (1.0 - on_memories).clamp(0.0, 1.0) };
+        let mut ablation = vec![None; seq.shares.len()];
+        if seq.job.ablation && reason != FinishReason::Cancelled {
+            match super::ablation::scores(&self.model, &seq.job.prompt, &seq.job.spans, &seq.cache, answer, seq.loglik) {
+                Ok(scores) => ablation = scores.into_iter().map(Some).collect(),
+                Err(err) => tracing::warn!(parent: &seq.job.span, error = %err, "ablation failed; attention shares only"),
+            }
+        }
+        let share = |s: f32| if on_memories > 0.0 { s / steps / on_memories } else { 0.0 };
+        let attention = seq
+            .job
+            .memory_ids
+            .iter()
+            .zip(&seq.shares)
+            .zip(ablation)
+            .map(|((id, &s), ablation)| MemoryAttention { memory_id: id.clone(), share: share(s), ablation })
+            .collect();
+        (attention, prompt_share)
+    }
+
     /// Sends the final message of sequence `i` and frees its slot.
     fn finish(&mut self, i: usize, reason: FinishReason, stopped_text: Option<String>) {
         let mut seq = self.running.swap_remove(i);
@@ -319,29 +344,7 @@ impl Scheduler {
             _ => (self.tokenizer.decode(&answer).unwrap_or_default(), None),
         };
         let delta = if reason == FinishReason::Stop && seq.extract.is_none() { String::new() } else { seq.text.finish(&text) };
-        // Shares over the memories sum to 1; what the prompt around them took is apart.
-        let steps = seq.share_steps.max(1) as f32;
-        let on_memories: f32 = seq.shares.iter().sum::<f32>() / steps;
-        let prompt_share = if seq.shares.is_empty() { 0.0 } else { (1.0 - on_memories).clamp(0.0, 1.0) };
-        let ablation = if seq.job.ablation && reason != FinishReason::Cancelled {
-            match super::ablation::scores(&self.model, &seq.job.prompt, &seq.job.spans, &seq.cache, &answer, seq.loglik) {
-                Ok(scores) => scores.into_iter().map(Some).collect(),
-                Err(err) => {
-                    tracing::warn!(parent: &seq.job.span, error = %err, "ablation failed; attention shares only");
-                    vec![None; seq.shares.len()]
-                }
-            }
-        } else {
-            vec![None; seq.shares.len()]
-        };
-        let attention = seq
-            .job
-            .memory_ids
-            .iter()
-            .zip(&seq.shares)
-            .zip(ablation)
-            .map(|((id, s), ablation)| MemoryAttention { memory_id: id.clone(), share: if on_memories > 0.0 { s / steps / on_memories } else { 0.0 }, ablation })
-            .collect();
+        let (attention, prompt_share) = self.attribution(&seq, reason, &answer);
         let ttft_ms = seq.first_token_at.map(|t| t.duration_since(seq.job.received).as_secs_f64() * 1e3).unwrap_or(0.0);
         let decode_ms = seq.first_token_at.map(|t| now.duration_since(t).as_secs_f64() * 1e3).unwrap_or(0.0);
         let usage = Usage { prompt_tokens: seq.job.prompt.len() as u32, completion_tokens: seq.generated.len() as u32 };
