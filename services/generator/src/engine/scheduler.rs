@@ -343,7 +343,7 @@ impl Scheduler {
             (_, _, Some(t)) => (t, None),
             _ => (self.tokenizer.decode(&answer).unwrap_or_default(), None),
         };
-        let delta = if reason == FinishReason::Stop && seq.extract.is_none() { String::new() } else { seq.text.finish(&text) };
+        let delta = if reason == FinishReason::Stop { String::new() } else { seq.text.finish(&text) };
         let (attention, prompt_share) = self.attribution(&seq, reason, &answer);
         let ttft_ms = seq.first_token_at.map(|t| t.duration_since(seq.job.received).as_secs_f64() * 1e3).unwrap_or(0.0);
         let decode_ms = seq.first_token_at.map(|t| now.duration_since(t).as_secs_f64() * 1e3).unwrap_or(0.0);
