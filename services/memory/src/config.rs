@@ -58,9 +58,13 @@ pub struct MemoryConfig {
     /// Quiet milliseconds after the last write before the edge optimizer (index build) runs.
     #[arg(long, env = "MEMGPT_MEMORY_OPTIMIZE_DELAY_MS", default_value_t = 500)]
     pub optimize_delay_ms: u64,
-    /// Qdrant URL (gRPC port), for `--store qdrant`.
-    #[arg(long, env = "MEMGPT_MEMORY_QDRANT_URL", default_value = "http://127.0.0.1:6334")]
-    pub qdrant_url: String,
+    /// Qdrant URLs (gRPC port), for `--store qdrant`: one server, or several nodes of one
+    /// cluster, comma-separated; a call that one node does not answer goes to the next.
+    #[arg(long, env = "MEMGPT_MEMORY_QDRANT_URL", value_delimiter = ',', default_value = "http://127.0.0.1:6334")]
+    pub qdrant_url: Vec<String>,
+    /// Longest wait, in milliseconds, for one call to one Qdrant node before the next is tried.
+    #[arg(long, env = "MEMGPT_MEMORY_QDRANT_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub qdrant_timeout_ms: u64,
     /// Qdrant API key.
     #[arg(long, env = "MEMGPT_MEMORY_QDRANT_API_KEY", default_value = "", hide_env_values = true)]
     pub qdrant_api_key: Secret,

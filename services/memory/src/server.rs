@@ -41,7 +41,8 @@ pub async fn open_store(config: &MemoryConfig) -> Result<Arc<dyn VectorStore>> {
         }
         StoreKind::Qdrant => Arc::new(
             QdrantStore::connect(QdrantStoreConfig {
-                url: config.qdrant_url.clone(),
+                urls: config.qdrant_url.clone(),
+                timeout: Duration::from_millis(config.qdrant_timeout_ms),
                 api_key: (!config.qdrant_api_key.0.is_empty()).then(|| config.qdrant_api_key.0.clone()),
                 collection: config.qdrant_collection.clone(),
                 dimension: config.dimension as u64,

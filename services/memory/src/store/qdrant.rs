@@ -1,4 +1,5 @@
-//! The `qdrant` store: one collection of a Qdrant server or cluster, through `qdrant-client`.
+//! The `qdrant` store: one collection of a Qdrant server or cluster, through `qdrant-client`,
+//! failing over between the cluster's nodes (`nodes.rs`).
 //!
 //! The collection is created when missing, with the configured shard number, replication factor
 //! and write consistency factor; tenants are separated by a tenant-indexed `namespace` payload
@@ -21,7 +22,6 @@ use qdrant_client::qdrant::{
     SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector,
     VectorInput, VectorParamsBuilder,
 };
-use qdrant_client::Qdrant;
 use tokio::sync::Semaphore;
 
 use super::{
@@ -30,14 +30,18 @@ use super::{
 };
 
 mod convert;
+mod nodes;
+use nodes::Nodes;
 use convert::{expired_filter, hits, payload_of, record_of, search_filter, string_of, to_filter, uuid_id, valid_filter};
 use crate::error::{MemoryError, Result};
 
 /// Configuration of the qdrant store.
 #[derive(Clone)]
 pub struct QdrantStoreConfig {
-    /// gRPC URL, e.g. `http://qdrant:6334`.
-    pub url: String,
+    /// gRPC URLs of the nodes, e.g. `http://qdrant-0:6334`; calls fail over between them.
+    pub urls: Vec<String>,
+    /// Longest wait for one call to one node before the next node is tried.
+    pub timeout: std::time::Duration,
     /// API key, if the cluster wants one.
     pub api_key: Option<String>,
     /// Collection name.
@@ -59,7 +63,7 @@ pub struct QdrantStoreConfig {
 impl std::fmt::Debug for QdrantStoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QdrantStoreConfig")
-            .field("url", &self.url)
+            .field("urls", &self.urls)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("collection", &self.collection)
             .field("shard_number", &self.shard_number)
@@ -70,29 +74,22 @@ impl std::fmt::Debug for QdrantStoreConfig {
 
 /// A store in a Qdrant collection.
 pub struct QdrantStore {
-    client: Qdrant,
+    nodes: Nodes,
     config: QdrantStoreConfig,
     write_permits: Arc<Semaphore>,
     /// Metadata keys a Find has asked Qdrant to index (as edge does, on first use).
     indexed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
-fn unavailable(err: impl std::fmt::Display) -> MemoryError {
-    MemoryError::Unavailable(format!("qdrant: {err}"))
-}
-
 impl QdrantStore {
     /// Connects and creates the collection and its payload index when missing.
-    #[tracing::instrument(skip_all, fields(url = %config.url, collection = %config.collection))]
+    #[tracing::instrument(skip_all, fields(urls = ?config.urls, collection = %config.collection))]
     pub async fn connect(config: QdrantStoreConfig) -> Result<Self> {
-        let mut builder = Qdrant::from_url(&config.url).skip_compatibility_check();
-        if let Some(key) = &config.api_key {
-            builder = builder.api_key(key.clone());
-        }
-        let client = builder.build().map_err(unavailable)?;
-        let exists = client.collection_exists(&config.collection).await.map_err(unavailable)?;
+        let nodes = Nodes::new(&config.urls, config.api_key.as_deref(), config.timeout)?;
+        let name = config.collection.as_str();
+        let exists = nodes.call("collection_exists", |c| async move { c.collection_exists(name).await }).await?;
         if exists {
-            let info = client.collection_info(&config.collection).await.map_err(unavailable)?;
+            let info = nodes.call("collection_info", |c| async move { c.collection_info(name).await }).await?;
             let size = info
                 .result
                 .clone()
@@ -129,37 +126,28 @@ impl QdrantStore {
                 lexical::SPARSE_VECTOR,
                 SparseVectorParamsBuilder::default().modifier(Modifier::Idf as i32),
             );
-            client
-                .create_collection(
-                    CreateCollectionBuilder::new(&config.collection)
-                        .vectors_config(VectorParamsBuilder::new(config.dimension, Distance::Cosine))
-                        .sparse_vectors_config(sparse)
-                        .shard_number(config.shard_number)
-                        .replication_factor(config.replication_factor)
-                        .write_consistency_factor(config.write_consistency_factor),
-                )
-                .await
-                .map_err(unavailable)?;
-            client
-                .create_field_index(
-                    CreateFieldIndexCollectionBuilder::new(&config.collection, NAMESPACE_KEY, FieldType::Keyword)
-                        .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
-                        .wait(true),
-                )
-                .await
-                .map_err(unavailable)?;
+            let create = CreateCollectionBuilder::new(name)
+                .vectors_config(VectorParamsBuilder::new(config.dimension, Distance::Cosine))
+                .sparse_vectors_config(sparse)
+                .shard_number(config.shard_number)
+                .replication_factor(config.replication_factor)
+                .write_consistency_factor(config.write_consistency_factor)
+                .build();
+            nodes.call("create_collection", |c| { let r = create.clone(); async move { c.create_collection(r).await } }).await?;
+            let mut indexes = vec![CreateFieldIndexCollectionBuilder::new(name, NAMESPACE_KEY, FieldType::Keyword)
+                .field_index_params(KeywordIndexParamsBuilder::default().is_tenant(true))
+                .wait(true)
+                .build()];
             for key in [VALID_FROM_KEY, VALID_UNTIL_KEY, EXPIRES_KEY] {
-                client
-                    .create_field_index(
-                        CreateFieldIndexCollectionBuilder::new(&config.collection, key, FieldType::Integer).wait(true),
-                    )
-                    .await
-                    .map_err(unavailable)?;
+                indexes.push(CreateFieldIndexCollectionBuilder::new(name, key, FieldType::Integer).wait(true).build());
+            }
+            for index in indexes {
+                nodes.call("create_field_index", |c| { let r = index.clone(); async move { c.create_field_index(r).await } }).await?;
             }
             tracing::info!("collection created");
         }
         let write_permits = Arc::new(Semaphore::new(config.max_inflight_writes));
-        Ok(Self { client, config, write_permits, indexed: Default::default() })
+        Ok(Self { nodes, config, write_permits, indexed: Default::default() })
     }
 
     /// Asks Qdrant, once per key, for a keyword index on the metadata keys a lookup matches
@@ -177,8 +165,9 @@ impl QdrantStore {
                 .collect()
         };
         for path in keys {
-            let request = CreateFieldIndexCollectionBuilder::new(&self.config.collection, &path, FieldType::Keyword);
-            if let Err(e) = self.client.create_field_index(request).await {
+            let request = CreateFieldIndexCollectionBuilder::new(&self.config.collection, &path, FieldType::Keyword).build();
+            let created = self.nodes.call("create_field_index", |c| { let r = request.clone(); async move { c.create_field_index(r).await } });
+            if let Err(e) = created.await {
                 tracing::warn!(key = %path, error = %e, "keyword index not created");
             }
         }
@@ -206,10 +195,8 @@ impl VectorStore for QdrantStore {
                 Ok(PointStruct::new(uuid_id(namespace, &r.id), vectors, payload_of(namespace, r)?))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.client
-            .upsert_points(UpsertPointsBuilder::new(&self.config.collection, points).wait(true))
-            .await
-            .map_err(unavailable)?;
+        let request = UpsertPointsBuilder::new(&self.config.collection, points).wait(true).build();
+        self.nodes.call("upsert_points", |c| { let r = request.clone(); async move { c.upsert_points(r).await } }).await?;
         Ok(n)
     }
 
@@ -220,8 +207,9 @@ impl VectorStore for QdrantStore {
             .filter(filter)
             .limit(query.limit as u32 + 1)
             .with_payload(true)
-            .with_vectors(false);
-        let response = self.client.scroll(request).await.map_err(unavailable)?;
+            .with_vectors(false)
+            .build();
+        let response = self.nodes.call("scroll", |c| { let r = request.clone(); async move { c.scroll(r).await } }).await?;
         let points = response.result.into_iter().map(|p| q::ScoredPoint { id: p.id, payload: p.payload, ..Default::default() }).collect();
         Ok(Found::of(hits(points), query.limit))
     }
@@ -265,7 +253,8 @@ impl VectorStore for QdrantStore {
             query_points: batch,
             ..Default::default()
         };
-        let mut results = self.client.query_batch(request).await.map_err(unavailable)?.result.into_iter();
+        let response = self.nodes.call("query_batch", |c| { let r = request.clone(); async move { c.query_batch(r).await } }).await?;
+        let mut results = response.result.into_iter();
         let mut lists = Lists::default();
         if query.retrieval.dense() {
             lists.dense = hits(results.next().map(|r| r.result).unwrap_or_default());
@@ -278,15 +267,8 @@ impl VectorStore for QdrantStore {
 
     async fn get(&self, namespace: &str, ids: Vec<String>, with_vectors: bool) -> Result<Vec<Record>> {
         let points: Vec<PointId> = ids.iter().map(|id| uuid_id(namespace, id)).collect();
-        let response = self
-            .client
-            .get_points(
-                GetPointsBuilder::new(&self.config.collection, points)
-                    .with_payload(true)
-                    .with_vectors(with_vectors),
-            )
-            .await
-            .map_err(unavailable)?;
+        let request = GetPointsBuilder::new(&self.config.collection, points).with_payload(true).with_vectors(with_vectors).build();
+        let response = self.nodes.call("get_points", |c| { let r = request.clone(); async move { c.get_points(r).await } }).await?;
         let mut found: HashMap<String, Record> = response
             .result
             .into_iter()
@@ -303,14 +285,8 @@ impl VectorStore for QdrantStore {
         let _permit = self.permit()?;
         let existing = self.get(namespace, ids.clone(), false).await?.len() as u64;
         let points: Vec<PointId> = ids.iter().map(|id| uuid_id(namespace, id)).collect();
-        self.client
-            .delete_points(
-                DeletePointsBuilder::new(&self.config.collection)
-                    .points(PointsIdsList { ids: points })
-                    .wait(true),
-            )
-            .await
-            .map_err(unavailable)?;
+        let request = DeletePointsBuilder::new(&self.config.collection).points(PointsIdsList { ids: points }).wait(true).build();
+        self.nodes.call("delete_points", |c| { let r = request.clone(); async move { c.delete_points(r).await } }).await?;
         Ok(existing)
     }
 
@@ -324,7 +300,8 @@ impl VectorStore for QdrantStore {
         if let Some(ns) = namespace {
             request = request.filter(to_filter(ns, None));
         }
-        let response = self.client.count(request).await.map_err(unavailable)?;
+        let request = request.build();
+        let response = self.nodes.call("count", |c| { let r = request.clone(); async move { c.count(r).await } }).await?;
         Ok(response.result.map(|r| r.count).unwrap_or(0))
     }
 
@@ -346,7 +323,8 @@ impl VectorStore for QdrantStore {
                 .map_err(|_| MemoryError::invalid("page_token", "not a token returned by List"))?;
             request = request.offset(PointId::from(uuid.to_string()));
         }
-        let response = self.client.scroll(request).await.map_err(unavailable)?;
+        let request = request.build();
+        let response = self.nodes.call("scroll", |c| { let r = request.clone(); async move { c.scroll(r).await } }).await?;
         let next_page_token = response.next_page_offset.and_then(|p| match p.point_id_options {
             Some(PointIdOptions::Uuid(u)) => Some(u),
             _ => None,
@@ -366,7 +344,7 @@ impl VectorStore for QdrantStore {
     }
 
     async fn healthy(&self) -> bool {
-        self.client.health_check().await.is_ok()
+        self.nodes.any_healthy().await
     }
 
     async fn flush(&self) -> Result<()> {
@@ -377,18 +355,10 @@ impl VectorStore for QdrantStore {
 
 impl QdrantStore {
     async fn delete_matching(&self, filter: QFilter) -> Result<u64> {
-        let matching = self
-            .client
-            .count(CountPointsBuilder::new(&self.config.collection).filter(filter.clone()).exact(true))
-            .await
-            .map_err(unavailable)?
-            .result
-            .map(|r| r.count)
-            .unwrap_or(0);
-        self.client
-            .delete_points(DeletePointsBuilder::new(&self.config.collection).points(filter).wait(true))
-            .await
-            .map_err(unavailable)?;
-        Ok(matching)
+        let count = CountPointsBuilder::new(&self.config.collection).filter(filter.clone()).exact(true).build();
+        let matching = self.nodes.call("count", |c| { let r = count.clone(); async move { c.count(r).await } }).await?;
+        let delete = DeletePointsBuilder::new(&self.config.collection).points(filter).wait(true).build();
+        self.nodes.call("delete_points", |c| { let r = delete.clone(); async move { c.delete_points(r).await } }).await?;
+        Ok(matching.result.map(|r| r.count).unwrap_or(0))
     }
 }

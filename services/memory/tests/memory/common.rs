@@ -84,3 +84,65 @@ pub fn record(id: &str, seed: u64, text: &str, meta: &[(&str, &str)]) -> pb::Rec
         ..Default::default()
     }
 }
+
+/// Where a test's records live: the edge store always; the qdrant store on one Qdrant server
+/// when `QDRANT_URL` names its gRPC port, and on a cluster when `QDRANT_CLUSTER_URLS` names
+/// several nodes' (comma-separated), each test in a fresh collection it deletes at the end.
+pub struct Store {
+    /// `edge`, `qdrant` or `qdrant-cluster`.
+    pub name: &'static str,
+    /// The flags that select it.
+    pub flags: Vec<String>,
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Store {
+    /// Deletes the test's collection (the qdrant store never deletes one itself).
+    pub async fn drop_collection(&self) {
+        let value = |name: &str| self.flags.iter().position(|f| f == name).map(|i| self.flags[i + 1].clone());
+        if let (Some(urls), Some(collection)) = (value("--qdrant-url"), value("--qdrant-collection")) {
+            let url = urls.split(',').next().unwrap_or_default();
+            let client = qdrant_client::Qdrant::from_url(url).skip_compatibility_check().build().unwrap();
+            client.delete_collection(collection).await.unwrap();
+        }
+    }
+}
+
+fn qdrant_flags(urls: &str, test: &str, shards: u32, replicas: u32) -> Vec<String> {
+    let collection = format!("memgpt-test-{test}-{}", uuid::Uuid::new_v4().simple());
+    let (shards, replicas) = (shards.to_string(), replicas.to_string());
+    let flags = ["--store", "qdrant", "--qdrant-url", urls, "--qdrant-collection", &collection, "--qdrant-shard-number", &shards];
+    let mut flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+    // On a cluster a write is acknowledged by both replicas of its shard.
+    flags.extend(["--qdrant-replication-factor", &replicas, "--qdrant-write-consistency-factor", &replicas].map(String::from));
+    flags
+}
+
+/// The stores to run `test` on. `one_shard`: one shard each (BM25's document frequencies are
+/// counted per shard, so a handful of records spread over several would weigh the same word
+/// differently in each).
+pub fn stores(test: &str, one_shard: bool) -> Vec<Store> {
+    let shards = |n: u32| if one_shard { 1 } else { n };
+    let mut stores = vec![Store { name: "edge", flags: vec!["--shards".into(), shards(4).to_string()] }];
+    match std::env::var("QDRANT_URL") {
+        Ok(url) if !url.is_empty() => stores.push(Store { name: "qdrant", flags: qdrant_flags(&url, test, 1, 1) }),
+        _ => eprintln!("{test}: the qdrant store on one node is skipped: set QDRANT_URL to a Qdrant server's gRPC URL (http://127.0.0.1:6334)"),
+    }
+    match std::env::var("QDRANT_CLUSTER_URLS") {
+        Ok(urls) if urls.contains(',') => stores.push(Store { name: "qdrant-cluster", flags: qdrant_flags(&urls, test, shards(3), 2) }),
+        _ => eprintln!("{test}: the qdrant store on a cluster is skipped: set QDRANT_CLUSTER_URLS to its nodes' gRPC URLs, comma-separated"),
+    }
+    stores
+}
+
+/// `config` with a store's flags and `extra`.
+pub fn store_config(data_dir: &Path, store: &Store, extra: &[&str]) -> MemoryConfig {
+    let mut all: Vec<&str> = store.flags.iter().map(String::as_str).collect();
+    all.extend(extra);
+    config(data_dir, &all)
+}

@@ -1,6 +1,7 @@
-//! Acknowledged means durable: 100,000 records upserted in batches of 500 to the real binary,
-//! `kill -9` (while a further writer is mid-flight), restart on the same directory: every
-//! acknowledged record is there and Count agrees.
+//! Acknowledged means durable: 100,000 records (20,000 on a Qdrant server or cluster) upserted
+//! in batches of 500 to the real binary, `kill -9` (while a further writer is mid-flight),
+//! restart on the same directory or collection: every acknowledged record is there and Count
+//! agrees. On every store of `common::stores`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::common::{client, wait_serving};
+use crate::common::{client, stores, wait_serving, Store};
 use memgpt_proto::memory::v1 as pb;
 
 const DIM: usize = 384;
@@ -27,9 +28,10 @@ impl Drop for Service {
 }
 
 /// Starts the real binary on port 0 and reads the bound address from its JSON log.
-fn spawn(data_dir: &Path) -> Service {
+fn spawn(data_dir: &Path, store: &Store) -> Service {
     let mut child = Command::new(env!("CARGO_BIN_EXE_memgpt-memory"))
         .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--dimension", &DIM.to_string()])
+        .args(&store.flags)
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::null())
@@ -77,12 +79,21 @@ fn batch(prefix: &str, start: u64, n: u64) -> pb::UpsertRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_kill_9() {
+    for store in stores("durability", false) {
+        eprintln!("acknowledged_records_survive_kill_9: on {store}");
+        survives_kill_9(&store).await;
+        store.drop_collection().await;
+    }
+}
+
+async fn survives_kill_9(store: &Store) {
+    let batches = if store.name == "edge" { 200 } else { 40 };
     let dir = tempfile::tempdir().unwrap();
-    let mut service = spawn(dir.path());
+    let mut service = spawn(dir.path(), store);
     let mut c = client(wait_serving(service.addr).await);
 
     let mut acknowledged: Vec<String> = Vec::new();
-    for b in 0..200u64 {
+    for b in 0..batches {
         let request = batch("r", b * 500, 500);
         let ids: Vec<String> = request.records.iter().map(|r| r.id.clone()).collect();
         assert_eq!(c.upsert(request).await.unwrap().into_inner().upserted, 500);
@@ -120,7 +131,7 @@ async fn acknowledged_records_survive_kill_9() {
     acknowledged.extend(extra_acked.lock().unwrap().iter().cloned());
     drop(service);
 
-    let service = spawn(dir.path());
+    let service = spawn(dir.path(), store);
     let mut c = client(wait_serving(service.addr).await);
     let count = c.count(pb::CountRequest { namespace: "durable".into() }).await.unwrap().into_inner().count;
     assert!(count >= acknowledged.len() as u64, "count {count} < acknowledged {}", acknowledged.len());

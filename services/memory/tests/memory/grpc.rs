@@ -1,6 +1,7 @@
-//! The Memory service over real gRPC, in-process on a port-0 listener, with the edge store.
+//! The Memory service over real gRPC, in-process on a port-0 listener, on every store of
+//! `common::stores` (health, reflection and the opening race on edge).
 
-use crate::common::{client, config, record, start, vector, wait_serving, DIM};
+use crate::common::{client, config, record, start, store_config, stores, vector, wait_serving, Store, DIM};
 use memgpt_proto::memory::v1 as pb;
 use tonic::Code;
 
@@ -10,8 +11,16 @@ fn cond(key: &str, predicate: pb::condition::Predicate) -> pb::Condition {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_works_end_to_end() {
+    for store in stores("every_rpc_works_end_to_end", false) {
+        eprintln!("every_rpc_works_end_to_end: on {store}");
+        every_rpc_works_end_to_end_on(&store).await;
+        store.drop_collection().await;
+    }
+}
+
+async fn every_rpc_works_end_to_end_on(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(dir.path(), &[])).await;
+    let server = start(store_config(dir.path(), store, &[])).await;
     let mut c = client(wait_serving(server.addr).await);
 
     let records = vec![
@@ -135,8 +144,16 @@ async fn every_rpc_works_end_to_end() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_in_one_namespace_never_returns_another_namespaces_record() {
+    for store in stores("a_search_in_one_namespace_never_returns_another_namespaces_record", false) {
+        eprintln!("a_search_in_one_namespace_never_returns_another_namespaces_record: on {store}");
+        a_search_in_one_namespace_never_returns_another_namespaces_record_on(&store).await;
+        store.drop_collection().await;
+    }
+}
+
+async fn a_search_in_one_namespace_never_returns_another_namespaces_record_on(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(dir.path(), &[])).await;
+    let server = start(store_config(dir.path(), store, &[])).await;
     let mut c = client(wait_serving(server.addr).await);
     // The same ids and vectors in every namespace: only the namespace tells them apart.
     let namespaces = ["tenant-a", "tenant-b", "tenant-c"];
@@ -163,20 +180,28 @@ async fn a_search_in_one_namespace_never_returns_another_namespaces_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_another_dimension_is_refused() {
+    for store in stores("a_restart_with_another_dimension_is_refused", false) {
+        eprintln!("a_restart_with_another_dimension_is_refused: on {store}");
+        a_restart_with_another_dimension_is_refused_on(&store).await;
+        store.drop_collection().await;
+    }
+}
+
+async fn a_restart_with_another_dimension_is_refused_on(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(dir.path(), &[])).await;
+    let server = start(store_config(dir.path(), store, &[])).await;
     let mut c = client(wait_serving(server.addr).await);
     c.upsert(pb::UpsertRequest { namespace: "n".into(), records: vec![record("a", 1, "t", &[])], wait: true }).await.unwrap();
     server.stop().await.unwrap();
 
-    let mut other = config(dir.path(), &[]);
+    let mut other = store_config(dir.path(), store, &[]);
     other.dimension = 16;
     let err = start(other).await.stop().await;
     // Stopping races the open; either way the store must refuse the directory.
     let err = match err {
         Err(err) => err,
         Ok(()) => {
-            let mut other = config(dir.path(), &[]);
+            let mut other = store_config(dir.path(), store, &[]);
             other.dimension = 16;
             memgpt_memory::server::open_store(&other).await.err().expect("refused")
         }
@@ -184,7 +209,7 @@ async fn a_restart_with_another_dimension_is_refused() {
     assert!(err.to_string().contains("dimension 8"), "{err}");
 
     // The data is still there for the right dimension.
-    let server = start(config(dir.path(), &[])).await;
+    let server = start(store_config(dir.path(), store, &[])).await;
     let mut c = client(wait_serving(server.addr).await);
     assert_eq!(c.count(pb::CountRequest { namespace: "n".into() }).await.unwrap().into_inner().count, 1);
     server.stop().await.unwrap();

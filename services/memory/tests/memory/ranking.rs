@@ -1,40 +1,11 @@
 //! Ranking modes (dense, BM25, hybrid), searches and lookups (Find) over several namespaces,
-//! and validity (as of a time, TTL expiry, the sweep), on
-//! the edge store and, when `QDRANT_URL` names a Qdrant server's gRPC port, on the qdrant store
-//! too (a fresh collection per test); without it the qdrant half says it is skipped.
+//! and validity (as of a time, TTL expiry, the sweep), on every store of `common::stores`.
 
 use std::time::{Duration, Instant};
 
 use memgpt_proto::memory::v1 as pb;
 
-use crate::common::{client, config, record, start, vector, wait_serving, InProcess};
-
-/// The stores to run a test on: `(name, extra flags)`.
-fn stores(test: &str) -> Vec<(&'static str, Vec<String>)> {
-    // One shard each: BM25's document frequencies are counted per shard, and a handful of
-    // records spread over four would weigh the same word differently in each.
-    let mut stores = vec![("edge", vec!["--shards".to_string(), "1".to_string()])];
-    match std::env::var("QDRANT_URL") {
-        Ok(url) if !url.is_empty() => {
-            let collection = format!("memgpt-test-{test}-{}", uuid::Uuid::new_v4().simple());
-            let flags = ["--store", "qdrant", "--qdrant-url", &url, "--qdrant-collection", &collection];
-            let mut flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
-            flags.extend(["--qdrant-shard-number", "1", "--qdrant-replication-factor", "1"].map(String::from));
-            stores.push(("qdrant", flags));
-        }
-        _ => eprintln!("{test}: the qdrant store half is skipped: set QDRANT_URL to a Qdrant server's gRPC URL (http://127.0.0.1:6334)"),
-    }
-    stores
-}
-
-/// Deletes a test's Qdrant collection (the qdrant store never deletes one itself).
-async fn drop_collection(flags: &[String]) {
-    let value = |name: &str| flags.iter().position(|f| f == name).map(|i| flags[i + 1].clone());
-    if let (Some(url), Some(collection)) = (value("--qdrant-url"), value("--qdrant-collection")) {
-        let client = qdrant_client::Qdrant::from_url(&url).skip_compatibility_check().build().unwrap();
-        client.delete_collection(collection).await.unwrap();
-    }
-}
+use crate::common::{client, config, record, start, store_config, stores, vector, wait_serving, InProcess, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qdrant_collection_of_an_older_version_is_refused_with_what_to_do() {
@@ -57,10 +28,8 @@ async fn a_qdrant_collection_of_an_older_version_is_refused_with_what_to_do() {
     assert!(err.contains("bm25") && err.contains("--qdrant-collection"), "{err}");
 }
 
-async fn serve(dir: &std::path::Path, flags: &[String], extra: &[&str]) -> (InProcess, pb::memory_client::MemoryClient<tonic::transport::Channel>) {
-    let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
-    all.extend(extra);
-    let server = start(config(dir, &all)).await;
+async fn serve(dir: &std::path::Path, store: &Store, extra: &[&str]) -> (InProcess, pb::memory_client::MemoryClient<tonic::transport::Channel>) {
+    let server = start(store_config(dir, store, extra)).await;
     let c = client(wait_serving(server.addr).await);
     (server, c)
 }
@@ -82,9 +51,9 @@ fn ids(hits: &[pb::Hit]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sparse_and_hybrid_rank_by_the_words_and_say_which_list_found_each() {
-    for (store, flags) in stores("ranking") {
+    for store in stores("ranking", true) {
         let dir = tempfile::tempdir().unwrap();
-        let (server, mut c) = serve(dir.path(), &flags, &[]).await;
+        let (server, mut c) = serve(dir.path(), &store, &[]).await;
         let records = vec![
             record("near", 5, "a note about the weather in spring", &[]),
             record("words", 100, "the zygomorphic flowers of orchids", &[]),
@@ -150,15 +119,15 @@ async fn sparse_and_hybrid_rank_by_the_words_and_say_which_list_found_each() {
             assert!(status.message().contains(field), "{store}: {:?} does not name {field}", status.message());
         }
         server.stop().await.unwrap();
-        drop_collection(&flags).await;
+        store.drop_collection().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_namespaces_are_ranked_as_one_collection() {
-    for (store, flags) in stores("namespaces") {
+    for store in stores("namespaces", true) {
         let dir = tempfile::tempdir().unwrap();
-        let (server, mut c) = serve(dir.path(), &flags, &[]).await;
+        let (server, mut c) = serve(dir.path(), &store, &[]).await;
         // "bread" is alone in its namespace and matches neither the vector nor the words: a
         // namespace ranked by itself would normalise it to the top of its lists.
         let kb = vec![record("bread", 200, "a recipe for bread and butter", &[])];
@@ -187,15 +156,15 @@ async fn several_namespaces_are_ranked_as_one_collection() {
             assert!(status.message().contains("more_namespaces") && status.message().contains(why), "{store}: {status:?}");
         }
         server.stop().await.unwrap();
-        drop_collection(&flags).await;
+        store.drop_collection().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_looks_records_up_by_payload_across_namespaces() {
-    for (store, flags) in stores("find") {
+    for store in stores("find", true) {
         let dir = tempfile::tempdir().unwrap();
-        let (server, mut c) = serve(dir.path(), &flags, &[]).await;
+        let (server, mut c) = serve(dir.path(), &store, &[]).await;
         let keyed = |id: &str, key: &str| record(id, 7, "a fact", &[("entity", key)]);
         let kb = vec![keyed("a", "x"), keyed("b", "y"), keyed("c", "z")];
         c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: kb, wait: true }).await.unwrap();
@@ -221,7 +190,7 @@ async fn find_looks_records_up_by_payload_across_namespaces() {
             assert!(status.code() == tonic::Code::InvalidArgument && status.message().contains(field), "{store}: {field}: {status:?}");
         }
         server.stop().await.unwrap();
-        drop_collection(&flags).await;
+        store.drop_collection().await;
     }
 }
 
@@ -247,9 +216,9 @@ async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superseded_fact_is_found_only_before_its_end_and_an_expired_one_is_swept() {
-    for (store, flags) in stores("validity") {
+    for store in stores("validity", true) {
         let dir = tempfile::tempdir().unwrap();
-        let (server, mut c) = serve(dir.path(), &flags, &["--expiry-sweep-secs", "0"]).await;
+        let (server, mut c) = serve(dir.path(), &store, &["--expiry-sweep-secs", "0"]).await;
         let t = "2024-06-01T00:00:00Z";
         let records = vec![
             fact("old", 1, "the capital city is Oldtown", "", t),
@@ -292,7 +261,7 @@ async fn a_superseded_fact_is_found_only_before_its_end_and_an_expired_one_is_sw
         server.stop().await.unwrap();
 
         // The background sweep deletes what expires, and counts it.
-        let (server, mut c) = serve(dir.path(), &flags, &["--expiry-sweep-secs", "1"]).await;
+        let (server, mut c) = serve(dir.path(), &store, &["--expiry-sweep-secs", "1"]).await;
         let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(500)).to_rfc3339();
         let ttl = pb::Record { expires_at: soon, ..record("ttl2", 7, "brief", &[]) };
         c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: vec![ttl], wait: true }).await.unwrap();
@@ -303,6 +272,6 @@ async fn a_superseded_fact_is_found_only_before_its_end_and_an_expired_one_is_sw
         let metrics = memgpt_telemetry::metrics::render();
         assert!(metrics.lines().any(|l| l.starts_with("memgpt_memory_expired_deleted_total") && !l.ends_with(" 0")), "{store}: {metrics}");
         server.stop().await.unwrap();
-        drop_collection(&flags).await;
+        store.drop_collection().await;
     }
 }

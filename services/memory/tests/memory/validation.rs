@@ -1,7 +1,7 @@
 //! Every case of the validation list gets INVALID_ARGUMENT naming the field, and nothing is
-//! stored; overload gets RESOURCE_EXHAUSTED at once.
+//! stored; overload gets RESOURCE_EXHAUSTED at once; on every store of `common::stores`.
 
-use crate::common::{client, config, record, start, vector, wait_serving, DIM};
+use crate::common::{client, record, start, store_config, stores, vector, wait_serving, Store, DIM};
 use memgpt_proto::memory::v1 as pb;
 use pb::condition::Predicate as P;
 use tonic::Code;
@@ -33,8 +33,16 @@ fn filter(c: pb::Condition) -> Option<pb::Filter> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_invalid_request_names_its_field_and_stores_nothing() {
+    for store in stores("each_invalid_request_names_its_field_and_stores_nothing", false) {
+        eprintln!("each_invalid_request_names_its_field_and_stores_nothing: on {store}");
+        each_invalid_request_names_its_field_and_stores_nothing_on(&store).await;
+        store.drop_collection().await;
+    }
+}
+
+async fn each_invalid_request_names_its_field_and_stores_nothing_on(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(dir.path(), &["--max-text-bytes", "1024"])).await;
+    let server = start(store_config(dir.path(), store, &["--max-text-bytes", "1024"])).await;
     let mut c = client(wait_serving(server.addr).await);
     c.upsert(upsert("ns", vec![good("seed")])).await.unwrap();
 
@@ -114,8 +122,16 @@ async fn each_invalid_request_names_its_field_and_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_message_is_refused_and_the_server_lives_on() {
+    for store in stores("an_oversize_message_is_refused_and_the_server_lives_on", false) {
+        eprintln!("an_oversize_message_is_refused_and_the_server_lives_on: on {store}");
+        an_oversize_message_is_refused_and_the_server_lives_on_on(&store).await;
+        store.drop_collection().await;
+    }
+}
+
+async fn an_oversize_message_is_refused_and_the_server_lives_on_on(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(dir.path(), &["--max-message-bytes", "65536", "--max-text-bytes", "1000000"])).await;
+    let server = start(store_config(dir.path(), store, &["--max-message-bytes", "65536", "--max-text-bytes", "1000000"])).await;
     let mut c = client(wait_serving(server.addr).await);
     let big = vec![record("big", 1, &"w".repeat(100_000), &[])];
     let status = c.upsert(upsert("ns", big)).await.unwrap_err();
@@ -129,8 +145,16 @@ async fn an_oversize_message_is_refused_and_the_server_lives_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_beyond_the_in_flight_limit_are_refused_at_once() {
+    for store in stores("writes_beyond_the_in_flight_limit_are_refused_at_once", false) {
+        eprintln!("writes_beyond_the_in_flight_limit_are_refused_at_once: on {store}");
+        writes_beyond_the_in_flight_limit_are_refused_at_once_on(&store).await;
+        store.drop_collection().await;
+    }
+}
+
+async fn writes_beyond_the_in_flight_limit_are_refused_at_once_on(store: &Store) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(dir.path(), &["--max-inflight-writes", "1"])).await;
+    let server = start(store_config(dir.path(), store, &["--max-inflight-writes", "1"])).await;
     let c = client(wait_serving(server.addr).await);
     let calls = (0..16).map(|b| {
         let mut c = c.clone();
