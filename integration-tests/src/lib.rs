@@ -1,9 +1,12 @@
 //! A cluster harness for the integration tests: the real service binaries (memory, generators,
 //! gateway) as processes on 127.0.0.1 with free ports, each capped to a thread or two so
 //! several fit on 2 cores, waited on through their health, and always torn down (killed on
-//! drop).
+//! drop). With [`Options::hosts`] each process runs on a test host of its own ([`netns`]);
+//! with [`Options::link_delay`] every link goes through a proxy that delays it ([`delay`]).
 
+pub mod delay;
 pub mod load;
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -32,6 +35,8 @@ pub struct Proc {
     /// Where it listens.
     pub addr: SocketAddr,
     args: Vec<String>,
+    /// The network namespace it runs in, if not this process's.
+    netns: Option<String>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -40,11 +45,25 @@ impl Proc {
     /// Starts `binary` with `args` (plus `--listen`, JSON logs and thread caps) and returns once
     /// it logged its address.
     pub fn spawn(binary: &str, listen: &str, args: &[String]) -> anyhow::Result<Self> {
+        Self::spawn_in(None, binary, listen, args)
+    }
+
+    /// [`Proc::spawn`] inside the network namespace `netns` (`ip netns exec`, which becomes
+    /// the binary itself).
+    pub fn spawn_in(netns: Option<&str>, binary: &str, listen: &str, args: &[String]) -> anyhow::Result<Self> {
         let path = bin_dir().join(binary);
         if !path.exists() {
             bail!("{} is not built: build the workspace first (cargo build --release --workspace --all-targets)", path.display());
         }
-        let mut child = Command::new(&path)
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&path);
+                c
+            }
+            None => Command::new(&path),
+        };
+        let mut child = command
             .args(["--listen", listen, "--log-format", "json", "--log", "info,qdrant_edge=error"])
             .args(args)
             .env("TOKIO_WORKER_THREADS", "2")
@@ -78,7 +97,7 @@ impl Proc {
                 bail!("{binary} did not report its address (exit {status:?}):\n{}", log.lock().unwrap().join("\n"))
             }
         };
-        Ok(Self { name: binary.to_string(), addr, args: args.to_vec(), child, log })
+        Ok(Self { name: binary.to_string(), addr, args: args.to_vec(), netns: netns.map(String::from), child, log })
     }
 
     /// SIGKILL, and wait.
@@ -96,7 +115,7 @@ impl Proc {
     /// Starts the same binary again on the same address with the same arguments.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9();
-        let fresh = Self::spawn(&self.name, &self.addr.to_string(), &self.args)?;
+        let fresh = Self::spawn_in(self.netns.as_deref(), &self.name, &self.addr.to_string(), &self.args)?;
         *self = fresh;
         Ok(())
     }
@@ -151,11 +170,16 @@ pub struct Options {
     pub gateway_args: Vec<String>,
     /// Extra generator arguments.
     pub generator_args: Vec<String>,
+    /// Each process on a test host of its own: host 0 the gateway, 1 the memory service, 2 on
+    /// the generators ([`Cluster::net`]).
+    pub hosts: bool,
+    /// Latency added to every link, both ways: client to gateway, gateway to each backend.
+    pub link_delay: Option<Duration>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { generators: 2, api_keys: None, gateway_args: Vec::new(), generator_args: Vec::new() }
+        Self { generators: 2, api_keys: None, gateway_args: Vec::new(), generator_args: Vec::new(), hosts: false, link_delay: None }
     }
 }
 
@@ -169,6 +193,12 @@ pub struct Cluster {
     pub gateway: Proc,
     /// Data folder (memory store, keys file).
     pub dir: tempfile::TempDir,
+    /// Where clients connect: the gateway, or the proxy in front of it.
+    pub entry: SocketAddr,
+    /// The proxies of [`Options::link_delay`].
+    pub delays: Vec<delay::Delay>,
+    /// The test hosts, with [`Options::hosts`] (last: removed after the processes end).
+    pub net: Option<netns::Net>,
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -180,15 +210,32 @@ impl Cluster {
     pub async fn start(options: Options) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("memory");
-        let memory = Proc::spawn("memgpt-memory", "127.0.0.1:0", &strings(&["--data-dir", data.to_str().context("path")?]))?;
+        let net = if options.hosts { Some(netns::Net::new(2 + options.generators)?) } else { None };
+        let host = |i: usize| net.as_ref().map(|n| &n.hosts()[i]);
+        let listen = |i: usize| host(i).map_or("127.0.0.1:0".to_string(), |h| format!("{}:0", h.addr));
+        let netns = |i: usize| host(i).map(|h| h.netns.as_str());
+        let memory = Proc::spawn_in(netns(1), "memgpt-memory", &listen(1), &strings(&["--data-dir", data.to_str().context("path")?]))?;
         let mut generators = Vec::new();
-        for _ in 0..options.generators {
+        for i in 0..options.generators {
             let mut args = strings(&["--threads", "1", "--device", "cpu"]);
             args.extend(options.generator_args.iter().cloned());
-            generators.push(Proc::spawn("memgpt-generator", "127.0.0.1:0", &args)?);
+            generators.push(Proc::spawn_in(netns(2 + i), "memgpt-generator", &listen(2 + i), &args)?);
         }
-        let gens: Vec<String> = generators.iter().map(|g| format!("http://{}", g.addr)).collect();
-        let mut args = strings(&["--memory", &format!("http://{}", memory.addr), "--generator", &gens.join(",")]);
+        let mut delays = Vec::new();
+        // The address the gateway is given for `addr`: itself, or a delaying proxy's.
+        let mut link = async |addr: SocketAddr| -> anyhow::Result<SocketAddr> {
+            let Some(delay) = options.link_delay else { return Ok(addr) };
+            let proxy = delay::Delay::start(addr, delay).await?;
+            let entry = proxy.addr;
+            delays.push(proxy);
+            Ok(entry)
+        };
+        let memory_link = link(memory.addr).await?;
+        let mut gens = Vec::new();
+        for g in &generators {
+            gens.push(format!("http://{}", link(g.addr).await?));
+        }
+        let mut args = strings(&["--memory", &format!("http://{memory_link}"), "--generator", &gens.join(",")]);
         args.extend(strings(&["--encoder-threads", "1", "--device", "cpu", "--health-interval-ms", "200"]));
         match &options.api_keys {
             Some(keys) => {
@@ -199,8 +246,9 @@ impl Cluster {
             None => args.push("--no-auth".into()),
         }
         args.extend(options.gateway_args.iter().cloned());
-        let gateway = Proc::spawn("memgpt-gateway", "127.0.0.1:0", &args)?;
-        let cluster = Self { memory, generators, gateway, dir };
+        let gateway = Proc::spawn_in(netns(0), "memgpt-gateway", &listen(0), &args)?;
+        let entry = link(gateway.addr).await?;
+        let cluster = Self { memory, generators, gateway, dir, entry, delays, net };
         if let Err(e) = wait_serving(cluster.gateway.addr, "memgpt.gateway.v1.Gateway", Duration::from_secs(300)).await {
             bail!("{e:#}\n--- gateway log:\n{}\n--- memory log:\n{}", cluster.gateway.log(), cluster.memory.log());
         }
@@ -209,7 +257,7 @@ impl Cluster {
 
     /// A gateway client sending `key` (none: no authorization header).
     pub async fn client(&self, key: Option<&str>) -> anyhow::Result<Client> {
-        client(self.gateway.addr, key).await
+        client(self.entry, key).await
     }
 
     /// Resident memory of every process, in MiB, by name.

@@ -7,6 +7,7 @@ mod e2e;
 mod faults;
 mod isolation;
 mod load;
+mod partitions;
 
 /// Full-size runs (`MEMGPT_IT_FULL=1`) or CI-sized ones.
 pub fn full() -> bool {

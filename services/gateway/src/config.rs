@@ -124,6 +124,11 @@ pub struct GatewayConfig {
     /// Milliseconds between health checks of each endpoint.
     #[arg(long, env = "MEMGPT_GATEWAY_HEALTH_INTERVAL_MS", default_value_t = 1_000)]
     pub health_interval_ms: u64,
+    /// Milliseconds between HTTP/2 pings on each backend connection, busy or idle; a ping not
+    /// answered within as long again ends the connection and fails its calls UNAVAILABLE. A
+    /// partitioned backend, whose packets vanish, is found this way, not only by deadlines.
+    #[arg(long, env = "MEMGPT_GATEWAY_BACKEND_KEEPALIVE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub backend_keepalive_ms: u64,
     /// Seconds a chat session may stay idle before its memory is dropped.
     #[arg(long, env = "MEMGPT_GATEWAY_SESSION_IDLE_SECS", default_value_t = 3600)]
     pub session_idle_secs: u64,

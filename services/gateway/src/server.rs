@@ -73,8 +73,9 @@ pub async fn serve_with(
     let device = memgpt_models::device::parse_device(&config.device)?;
     let links = memgpt_server_kit::tls::client(config.backend_ca.as_ref(), config.backend_cert.as_ref(), config.backend_key.as_ref())
         .map_err(|e| GatewayError::invalid("backend_ca", e))?;
-    let memory = Pool::new("memory", "memgpt.memory.v1.Memory", &config.memory, links.as_ref())?;
-    let generator = Pool::new("generator", "memgpt.generator.v1.Generator", &config.generator, links.as_ref())?;
+    let keepalive = Duration::from_millis(config.backend_keepalive_ms);
+    let memory = Pool::new("memory", "memgpt.memory.v1.Memory", &config.memory, links.as_ref(), keepalive)?;
+    let generator = Pool::new("generator", "memgpt.generator.v1.Generator", &config.generator, links.as_ref(), keepalive)?;
     let interval = Duration::from_millis(config.health_interval_ms.max(50));
     memory.spawn_health_checks(interval);
     generator.spawn_health_checks(interval);

@@ -34,6 +34,11 @@ impl GeneratorClient {
         Self { pool, generate, info }
     }
 
+    /// The deadline of a whole generation (its stream included).
+    pub fn deadline(&self) -> Duration {
+        self.generate
+    }
+
     /// The endpoints.
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool

@@ -1,7 +1,8 @@
 //! Endpoint pools for the memory and generator services: several addresses, each health
 //! checked in the background (taken out when checks fail, put back when they pass), calls sent
 //! to the healthy endpoint with the fewest calls in flight, and idempotent calls retried once
-//! on UNAVAILABLE against another endpoint.
+//! on UNAVAILABLE against another endpoint. Connections are pinged (HTTP/2 keepalive), so a
+//! peer whose packets vanish fails its calls instead of hanging them until their deadlines.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,6 +22,13 @@ fn unreachable(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Unavailable
         || (status.code() == tonic::Code::Unknown
             && std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>()))
+}
+
+/// Whether the call's own deadline expired on the client side with no answer (tonic says
+/// CANCELLED "Timeout expired"): the backend may be partitioned or stalled. To the caller it
+/// is UNAVAILABLE, retryable; the endpoint's health checks decide whether it is taken out.
+pub fn no_answer(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Cancelled && status.message().contains("Timeout expired")
 }
 
 /// One address of a backend.
@@ -52,7 +60,7 @@ pub struct Pool {
 impl Pool {
     /// A pool over `addrs` (connections are made lazily). `service` is the name health is
     /// asked about.
-    pub fn new(name: &'static str, service: &'static str, addrs: &[String], tls: Option<&ClientTlsConfig>) -> Result<Arc<Self>> {
+    pub fn new(name: &'static str, service: &'static str, addrs: &[String], tls: Option<&ClientTlsConfig>, keepalive: Duration) -> Result<Arc<Self>> {
         if addrs.is_empty() {
             return Err(GatewayError::invalid(name, "at least one endpoint is needed"));
         }
@@ -63,6 +71,9 @@ impl Pool {
             let mut endpoint = Endpoint::from_shared(uri)
                 .map_err(|e| GatewayError::invalid(name, format!("`{addr}` is not a valid address: {e}")))?
                 .connect_timeout(Duration::from_secs(2))
+                .http2_keep_alive_interval(keepalive)
+                .keep_alive_timeout(keepalive)
+                .keep_alive_while_idle(true)
                 .tcp_nodelay(true);
             if let Some(tls) = tls {
                 endpoint = endpoint.tls_config(tls.clone()).map_err(|e| GatewayError::invalid(name, format!("TLS for `{addr}`: {e}")))?;
@@ -90,13 +101,15 @@ impl Pool {
         });
     }
 
-    /// Checks every endpoint once now.
+    /// Checks every endpoint once now, each given `timeout` but at least a second: a check's
+    /// answer crosses the link twice, and a link with a few hundred milliseconds of latency is
+    /// slow, not down (pings and deadlines find the ones that are).
     pub async fn check_all(&self, timeout: Duration) {
         let checks = self.backends.iter().map(|b| async move {
             let mut client = HealthClient::new(b.channel.clone());
             let request = HealthCheckRequest { service: self.service.into() };
             let ok = matches!(
-                tokio::time::timeout(timeout.max(Duration::from_millis(200)), client.check(request)).await,
+                tokio::time::timeout(timeout.max(Duration::from_secs(1)), client.check(request)).await,
                 Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
             );
             if b.healthy.swap(ok, Ordering::Relaxed) != ok {
@@ -161,6 +174,11 @@ impl Pool {
                         tried = Some(backend.addr.clone());
                         continue;
                     }
+                    return Err(GatewayError::Backend { backend: self.name, status });
+                }
+                Err(status) if no_answer(&status) => {
+                    tracing::warn!(backend = self.name, addr = %backend.addr, "no answer within the call's deadline");
+                    let status = tonic::Status::unavailable(format!("no answer from {} within the deadline", backend.addr));
                     return Err(GatewayError::Backend { backend: self.name, status });
                 }
                 Err(status) => return Err(GatewayError::Backend { backend: self.name, status }),

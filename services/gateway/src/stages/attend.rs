@@ -80,11 +80,14 @@ pub fn request(prompt: &Prompt<'_>, hits: &[Retrieved], attend_mode: i32, answer
     }
 }
 
-/// A generator stream cut by a transport failure (the generator died or the connection
-/// dropped) reaches here as UNKNOWN; it is UNAVAILABLE to the client: nothing was returned and
-/// the request may be retried (another generator takes it).
+/// A generator stream cut by a transport failure (the generator died, the connection dropped
+/// or stopped answering its pings) reaches here as UNKNOWN; it is UNAVAILABLE to the client:
+/// nothing was returned and the request may be retried (another generator takes it). A stream
+/// that outlived its deadline is DEADLINE_EXCEEDED.
 fn broken_stream(status: tonic::Status) -> tonic::Status {
-    if status.code() == tonic::Code::Unknown {
+    if crate::clients::pool::no_answer(&status) {
+        tonic::Status::deadline_exceeded(format!("the generation did not end within its deadline: {}", status.message()))
+    } else if status.code() == tonic::Code::Unknown {
         tonic::Status::unavailable(format!("the generator's stream broke mid-answer: {}", status.message()))
     } else {
         status
@@ -92,7 +95,10 @@ fn broken_stream(status: tonic::Status) -> tonic::Status {
 }
 
 /// Runs `req` on a generator, sending each delta to `tx` as it comes, and returns the final
-/// message. A client that goes away cancels the generation (the stream is dropped).
+/// message. A client that goes away cancels the generation (the stream is dropped). The whole
+/// stream is bounded by the generation's deadline here too: the generator ends a late stream
+/// itself, but a partitioned one's end would never arrive (the call's own timeout covers only
+/// its start).
 pub async fn generate(
     generator: &GeneratorClient,
     trace: &Trace,
@@ -100,9 +106,14 @@ pub async fn generate(
     tx: &mpsc::Sender<std::result::Result<AskStreamResponse, tonic::Status>>,
 ) -> Result<gen::GenerateFinal> {
     let span = tracing::info_span!("generate", memories = req.memories.len(), tokens = tracing::field::Empty);
+    let limit = generator.deadline();
+    let deadline = tokio::time::Instant::now() + limit;
     let (mut stream, _guard) = generator.generate(trace, req).instrument(span.clone()).await?;
     loop {
         let msg = tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(GatewayError::Deadline { stage: "generate", ms: limit.as_millis() as u64 });
+            }
             msg = stream.message() => msg.map_err(|status| GatewayError::Backend { backend: "generator", status: broken_stream(status) })?,
             () = tx.closed() => return Err(GatewayError::Internal("the client cancelled".into())),
         };
