@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use integration_tests::{wait_serving, Cluster, Options};
 use memgpt_proto::gateway::v1 as gw;
-use memgpt_proto::generator::v1 as gen;
 use memgpt_proto::memory::v1 as mem;
 
 fn retryable(code: tonic::Code) -> bool {
@@ -107,13 +106,7 @@ async fn a_generator_killed_during_a_batch_loses_no_question() {
         let (mut c, tx, permits) = (c.clone(), tx.clone(), permits.clone());
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
-            let req = gw::AskRequest {
-                question: format!("What is the value of record {} of fact?", i % 20),
-                namespaces: vec!["kb".into()],
-                top_k: Some(1),
-                params: Some(gen::SamplingParams { max_new_tokens: Some(8), temperature: Some(0.0), ..Default::default() }),
-                ..Default::default()
-            };
+            let req = crate::fact_question(i);
             // The batch client's rule: retry retryable statuses with backoff.
             let mut attempts = 0;
             let outcome = loop {

@@ -25,3 +25,14 @@ pub fn docs(prefix: &str, n: usize) -> Vec<memgpt_proto::gateway::v1::Document> 
         })
         .collect()
 }
+
+/// Question `i` of a batch over `docs("fact", 20)`: short and greedy.
+pub fn fact_question(i: usize) -> memgpt_proto::gateway::v1::AskRequest {
+    memgpt_proto::gateway::v1::AskRequest {
+        question: format!("What is the value of record {} of fact?", i % 20),
+        namespaces: vec!["kb".into()],
+        top_k: Some(1),
+        params: Some(memgpt_proto::generator::v1::SamplingParams { max_new_tokens: Some(8), temperature: Some(0.0), ..Default::default() }),
+        ..Default::default()
+    }
+}

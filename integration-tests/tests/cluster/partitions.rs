@@ -66,13 +66,7 @@ async fn a_generator_cut_off_mid_batch_is_found_and_its_questions_answered_by_th
         let (mut c, tx, permits) = (c.clone(), tx.clone(), permits.clone());
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
-            let req = gw::AskRequest {
-                question: format!("What is the value of record {} of fact?", i % 20),
-                namespaces: vec!["kb".into()],
-                top_k: Some(1),
-                params: Some(gen::SamplingParams { max_new_tokens: Some(8), temperature: Some(0.0), ..Default::default() }),
-                ..Default::default()
-            };
+            let req = crate::fact_question(i);
             let mut failures = Vec::new();
             let outcome = loop {
                 let started = Instant::now();
