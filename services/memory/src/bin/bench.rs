@@ -1,6 +1,8 @@
 //! Benchmark of the edge store (not a test): batch upsert rate, index build time, Search
 //! latency and recall@10 against an exact brute-force scan, in-process and through gRPC, and
-//! Search through gRPC in each retrieval mode (dense, sparse, hybrid), interleaved.
+//! Search through gRPC in each retrieval mode (dense, sparse, hybrid), interleaved; with
+//! `--qdrant-url`, the same data in a Qdrant server behind a second memory service (the
+//! qdrant store), its dense Search timed through the same client, alternating with edge's.
 //!
 //! The data is embedding-like: a 16-dimensional Gaussian latent through one fixed random
 //! projection to 384 dimensions, plus a little noise, L2-normalised. Real sentence embeddings
@@ -52,6 +54,13 @@ struct Args {
     /// Data directory (a fresh temporary one when unset).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
+    /// A Qdrant server's gRPC URL: compare its Search with edge's (a fresh collection,
+    /// deleted at the end).
+    #[arg(long)]
+    qdrant_url: Option<String>,
+    /// Shards of that collection.
+    #[arg(long, default_value_t = 2)]
+    qdrant_shards: u32,
 }
 
 struct Data {
@@ -267,6 +276,93 @@ async fn main() -> anyhow::Result<()> {
         let ratio = p50(&mut t) / dense_p50;
         report(&format!("search through gRPC, {name} (tonic client, loopback; p50 {ratio:.2}x dense)"), t);
     }
+    if let Some(url) = &args.qdrant_url {
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        side_by_side(&args, url, client, &vectors, &texts, &queries).await?;
+    }
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(())
+}
+
+/// The records in a Qdrant collection behind a second memory service; dense Search timed
+/// through the same client on both services, alternating, and recall@10 of each.
+async fn side_by_side(
+    args: &Args,
+    url: &str,
+    mut edge: pb::memory_client::MemoryClient<tonic::transport::Channel>,
+    vectors: &[Vec<f32>],
+    texts: &[&str],
+    queries: &[Vec<f32>],
+) -> anyhow::Result<()> {
+    let collection = format!("memgpt-bench-{}", uuid::Uuid::new_v4().simple());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let shards = args.qdrant_shards.to_string();
+    let flags = ["memgpt-memory", "--store", "qdrant", "--qdrant-url", url, "--qdrant-collection", &collection, "--qdrant-shard-number", &shards];
+    let mut config = <memgpt_memory::MemoryConfig as clap::Parser>::parse_from(flags.into_iter().chain(["--qdrant-replication-factor", "1"]));
+    config.dimension = args.dimension as u32;
+    config.hnsw_ef = args.hnsw_ef;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(memgpt_memory::serve(config, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect_lazy();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    while !health.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok_and(|r| r.into_inner().status == serving) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut qdrant = pb::memory_client::MemoryClient::new(channel).max_encoding_message_size(64 << 20);
+    let started = Instant::now();
+    for (b, chunk) in vectors.chunks(args.batch).enumerate() {
+        let records = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| pb::Record { id: format!("r{}", b * args.batch + i), vector: v.clone(), text: texts[b * args.batch + i].to_string(), ..Default::default() })
+            .collect();
+        qdrant.upsert(pb::UpsertRequest { namespace: "bench".into(), records, wait: true }).await?;
+    }
+    println!("qdrant server: upsert through the memory service {:.1} s", started.elapsed().as_secs_f64());
+    // Qdrant indexes in the background: wait until every vector is in the HNSW index.
+    let direct = qdrant_client::Qdrant::from_url(url).skip_compatibility_check().build()?;
+    let started = Instant::now();
+    loop {
+        let info = direct.collection_info(&collection).await?.result.context("collection info")?;
+        let green = info.status == qdrant_client::qdrant::CollectionStatus::Green as i32;
+        if green && info.indexed_vectors_count.unwrap_or(0) >= vectors.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("qdrant server: index build {:.1} s", started.elapsed().as_secs_f64());
+
+    let k = 10;
+    let (mut times, mut found) = ([Vec::new(), Vec::new()], [0usize; 2]);
+    for (n, q) in queries.iter().enumerate() {
+        let exact: std::collections::HashSet<String> = brute_force(vectors, q, k).into_iter().map(|i| format!("r{i}")).collect();
+        for j in 0..2 {
+            let which = (j + n) % 2;
+            let client = if which == 0 { &mut edge } else { &mut qdrant };
+            let request = pb::SearchRequest { namespace: "bench".into(), vector: q.clone(), top_k: k as u32, ..Default::default() };
+            let t = Instant::now();
+            let hits = client.search(request).await?.into_inner().hits;
+            times[which].push(t.elapsed());
+            found[which] += hits.iter().filter(|h| exact.contains(&h.id)).count();
+        }
+    }
+    let [edge_times, qdrant_times] = times;
+    let p50 = |mut t: Vec<Duration>| {
+        t.sort();
+        percentile(&t, 0.5)
+    };
+    let ratio = p50(qdrant_times.clone()) / p50(edge_times.clone());
+    for (name, t, hits) in [("edge store", edge_times, found[0]), ("qdrant server", qdrant_times, found[1])] {
+        println!("side by side, dense through gRPC, {name}: recall@10 {:.4}", hits as f64 / (k * queries.len()) as f64);
+        report(&format!("side by side, dense through gRPC, {name}"), t);
+    }
+    println!("side by side: qdrant server p50 / edge store p50 = {ratio:.2}");
+    direct.delete_collection(&collection).await?;
     let _ = stop_tx.send(());
     server.await??;
     Ok(())

@@ -262,6 +262,7 @@ async fn a_superseded_fact_is_found_only_before_its_end_and_an_expired_one_is_sw
 
         // The background sweep deletes what expires, and counts it.
         let (server, mut c) = serve(dir.path(), &store, &["--expiry-sweep-secs", "1"]).await;
+        assert_eq!(found(&mut c, "2024-05-31T23:59:59Z").await, ["old"], "{store}: as of t - 1 s, reopened");
         let soon = (chrono::Utc::now() + chrono::Duration::milliseconds(500)).to_rfc3339();
         let ttl = pb::Record { expires_at: soon, ..record("ttl2", 7, "brief", &[]) };
         c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: vec![ttl], wait: true }).await.unwrap();
