@@ -26,8 +26,10 @@ pub(super) struct Nodes {
     current: AtomicUsize,
 }
 
-/// Whether `err` says the node could not be reached or did not answer in time, rather than
-/// that the request was refused: only then is another node tried.
+/// Whether `err` says the node could not be reached, did not answer in time, or could not
+/// serve the call itself (INTERNAL: also how the client reports a failed connect, and how a
+/// node reports shards it cannot reach), rather than that the request was refused: only then
+/// is another node tried.
 fn unreachable(err: &QdrantError) -> bool {
     match err {
         // The client reports a failed connect as INTERNAL ("Failed to connect to ...").
@@ -93,7 +95,7 @@ impl Nodes {
             }
         }
         let err = last.map(|e| e.to_string()).unwrap_or_default();
-        Err(unavailable(format!("no node answered {what} ({n} tried; last: {err})")))
+        Err(unavailable(format!("no node could serve {what} ({n} tried; the last said: {err})")))
     }
 
     /// Whether some node answers its health check.
