@@ -3,7 +3,8 @@
 //! while both processes live on (no reset, no close: connections hang).
 //!
 //! The switch is a bridge in a namespace of its own; each host is a namespace with one end of
-//! a veth pair (`eth0`, 10.X.Y.k/24), the other end a port of the bridge. The test process
+//! a veth pair (`eth0`, 198.X.Y.k/24, in the range set aside for network tests, RFC 2544),
+//! the other end a port of the bridge. The test process
 //! itself reaches the hosts through one more pair whose end stays in its own namespace. A
 //! partition takes the host's bridge port down: frames to and from it vanish. Everything is
 //! removed on drop (deleting a namespace deletes its ends of the pairs). Needs root (CAP_NET_ADMIN)
@@ -56,18 +57,18 @@ impl Net {
         }
     }
 
-    /// A switch with `n` hosts, `10.X.Y.1` to `10.X.Y.n`; the test process is `10.X.Y.254`.
+    /// A switch with `n` hosts, `198.X.Y.1` to `198.X.Y.n`; the test process is `198.X.Y.254`.
     pub fn new(n: usize) -> anyhow::Result<Self> {
         let k = std::process::id() * 8 + NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("mg{k:x}");
-        let (x, y) = (100 + (k >> 8) % 100, k % 256);
+        let (x, y) = (18 + (k >> 8) % 2, k % 256);
         let switch = format!("{tag}sw");
         let mut net = Self { switch: switch.clone(), root_link: format!("{tag}r"), hosts: Vec::new() };
         ip(&["netns", "add", &switch])?;
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &switch, "link", "set", "br0", "up"])?;
         for i in 0..n {
-            let host = Host { netns: format!("{tag}h{i}"), addr: Ipv4Addr::new(10, x as u8, y as u8, i as u8 + 1), port: format!("p{i}") };
+            let host = Host { netns: format!("{tag}h{i}"), addr: Ipv4Addr::new(198, x as u8, y as u8, i as u8 + 1), port: format!("p{i}") };
             ip(&["netns", "add", &host.netns])?;
             net.hosts.push(host.clone());
             ip(&["-n", &host.netns, "link", "add", "eth0", "type", "veth", "peer", "name", &host.port, "netns", &switch])?;
@@ -77,7 +78,7 @@ impl Net {
             ip(&["-n", &switch, "link", "set", &host.port, "master", "br0", "up"])?;
         }
         ip(&["link", "add", &net.root_link, "type", "veth", "peer", "name", "proot", "netns", &switch])?;
-        ip(&["addr", "add", &format!("10.{x}.{y}.254/24"), "dev", &net.root_link])?;
+        ip(&["addr", "add", &format!("198.{x}.{y}.254/24"), "dev", &net.root_link])?;
         ip(&["link", "set", &net.root_link, "up"])?;
         ip(&["-n", &switch, "link", "set", "proot", "master", "br0", "up"])?;
         Ok(net)
