@@ -104,3 +104,53 @@ impl Nodes {
         futures::future::join_all(checks).await.iter().any(|r| r.is_ok())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn nodes(n: usize) -> Nodes {
+        let urls: Vec<String> = (0..n).map(|i| format!("http://127.0.0.1:{}", 1 + i)).collect();
+        Nodes::new(&urls, None, Duration::from_secs(1)).unwrap()
+    }
+
+    fn status(code: Code) -> QdrantError {
+        QdrantError::ResponseError { status: tonic::Status::new(code, "test") }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_hands_the_call_to_the_next_which_is_then_used_first() {
+        let nodes = nodes(3);
+        let attempts = AtomicUsize::new(0);
+        let result = nodes
+            .call("test", |_| {
+                let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+                async move { if attempt == 0 { Err(status(Code::Unavailable)) } else { Ok(attempt) } }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 1, "the second node answered");
+        assert_eq!(nodes.current.load(Ordering::Relaxed), 1, "and is the one used next");
+        attempts.store(0, Ordering::SeqCst);
+        nodes.call("test", |_| async { attempts.fetch_add(1, Ordering::SeqCst); Ok(()) }).await.unwrap();
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(nodes.current.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_is_not_retried_and_no_node_answering_names_the_call() {
+        let nodes = nodes(3);
+        let attempts = AtomicUsize::new(0);
+        let refused = nodes.call("test", |_| async { attempts.fetch_add(1, Ordering::SeqCst); Err::<(), _>(status(Code::InvalidArgument)) }).await;
+        assert!(matches!(refused, Err(MemoryError::Unavailable(_))));
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "a refusal is the cluster's answer, not a node's failure");
+
+        attempts.store(0, Ordering::SeqCst);
+        let down = nodes.call("upsert_points", |_| async { attempts.fetch_add(1, Ordering::SeqCst); Err::<(), _>(status(Code::DeadlineExceeded)) }).await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 3, "every node tried once");
+        let message = down.unwrap_err().to_string();
+        assert!(message.contains("upsert_points") && message.contains("3 tried"), "{message}");
+        assert!(matches!(Nodes::new(&[], None, Duration::from_secs(1)), Err(MemoryError::InvalidArgument { .. })));
+    }
+}
