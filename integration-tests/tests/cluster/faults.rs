@@ -10,9 +10,7 @@ use integration_tests::{wait_serving, Cluster, Options};
 use memgpt_proto::gateway::v1 as gw;
 use memgpt_proto::memory::v1 as mem;
 
-fn retryable(code: tonic::Code) -> bool {
-    matches!(code, tonic::Code::Unavailable | tonic::Code::ResourceExhausted | tonic::Code::Aborted | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled)
-}
+use crate::retryable;
 
 async fn memory_count(addr: std::net::SocketAddr, namespace: &str) -> u64 {
     let mut m = mem::memory_client::MemoryClient::connect(format!("http://{addr}")).await.unwrap();

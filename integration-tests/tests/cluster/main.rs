@@ -36,3 +36,9 @@ pub fn fact_question(i: usize) -> memgpt_proto::gateway::v1::AskRequest {
         ..Default::default()
     }
 }
+
+/// Statuses these tests retry (with backoff): `memgpt batch`'s three (UNAVAILABLE,
+/// RESOURCE_EXHAUSTED, ABORTED) and an expired deadline or a cancel; any other is final.
+pub fn retryable(code: tonic::Code) -> bool {
+    matches!(code, tonic::Code::Unavailable | tonic::Code::ResourceExhausted | tonic::Code::Aborted | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled)
+}

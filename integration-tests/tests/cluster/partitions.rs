@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use integration_tests::netns::Net;
 use integration_tests::{Cluster, Options};
+
+use crate::retryable;
 use memgpt_proto::gateway::v1 as gw;
 use memgpt_proto::generator::v1 as gen;
 
@@ -42,10 +44,6 @@ async fn cluster() -> Cluster {
     .map(String::from)
     .to_vec();
     Cluster::start(Options { hosts: true, gateway_args, ..Default::default() }).await.unwrap()
-}
-
-fn retryable(code: tonic::Code) -> bool {
-    matches!(code, tonic::Code::Unavailable | tonic::Code::ResourceExhausted | tonic::Code::DeadlineExceeded)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
