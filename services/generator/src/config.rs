@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::engine::RecomputeRule;
+
 /// Configuration of `memgpt-generator`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "memgpt-generator", version, about = "The MemGPT generator service")]
@@ -102,6 +104,19 @@ pub struct GeneratorConfig {
     /// little time there: lower it for speed.
     #[arg(long, env = "MEMGPT_GENERATOR_RECOMPUTE_RATIO", default_value_t = 0.85, value_parser = parse_ratio)]
     pub recompute_ratio: f32,
+    /// Which memory tokens the fused mode recomputes: `query` (the ones the question attends
+    /// to most, found by one pass of the question over the laid-in memories) or `deviation`
+    /// (the ones whose layer-1 states deviate most from the cached ones, CacheBlend).
+    #[arg(long, env = "MEMGPT_GENERATOR_RECOMPUTE_RULE", value_enum, default_value_t = RecomputeRule::Query)]
+    pub recompute_rule: RecomputeRule,
+    /// Directory where the memory-KV cache also keeps states on disk, so a restarted generator
+    /// reuses them (lookups go RAM, disk, compute); none when unset. Files are keyed by the
+    /// model's weights, the prompt prefix and the memory, and checksummed.
+    #[arg(long, env = "MEMGPT_GENERATOR_MEMORY_CACHE_DIR")]
+    pub memory_cache_dir: Option<PathBuf>,
+    /// Bytes of memory states the disk tier keeps (least recently used first out).
+    #[arg(long, env = "MEMGPT_GENERATOR_MEMORY_CACHE_DISK_BYTES", default_value_t = 16 * 1024 * 1024 * 1024)]
+    pub memory_cache_disk_bytes: u64,
     /// Most memories per WarmMemories call.
     #[arg(long, env = "MEMGPT_GENERATOR_MAX_WARM_MEMORIES", default_value_t = 1024)]
     pub max_warm_memories: usize,

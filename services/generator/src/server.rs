@@ -44,6 +44,8 @@ pub fn engine_config(config: &GeneratorConfig) -> Result<EngineConfig> {
         prefix_block_tokens: config.prefix_block_tokens as usize,
         memory_cache_bytes: config.memory_cache_bytes,
         recompute_head_tokens: config.recompute_head_tokens as usize,
+        memory_cache_dir: config.memory_cache_dir.clone(),
+        memory_cache_disk_bytes: config.memory_cache_disk_bytes,
     })
 }
 

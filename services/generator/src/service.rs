@@ -94,12 +94,14 @@ impl GeneratorService {
             memory_end: built.memory_end,
             fused: checked.fused,
             recompute_ratio: checked.recompute_ratio.unwrap_or(self.config.recompute_ratio),
+            recompute_rule: checked.recompute_rule.unwrap_or(self.config.recompute_rule),
             memory_keys,
             memory_ids: checked.memory_ids,
             sampling: checked.sampling,
             stop: checked.stop,
             max_new: checked.max_new,
             max_sentences: checked.max_sentences,
+            first_token_logprobs: checked.first_token_logprobs,
             extract,
             ablation: checked.ablation,
             deadline,
@@ -191,7 +193,15 @@ impl Generator for GeneratorService {
             memory_cache_evictions: s.memory_evictions.load(Ordering::Relaxed),
             recompute_head_tokens: self.config.recompute_head_tokens,
             recompute_ratio: self.config.recompute_ratio,
+            recompute_rule: match self.config.recompute_rule {
+                crate::engine::RecomputeRule::Query => memgpt_proto::generator::v1::RecomputeRule::Query as i32,
+                crate::engine::RecomputeRule::Deviation => memgpt_proto::generator::v1::RecomputeRule::Deviation as i32,
+            },
             memory_tokens_reused: s.memory_tokens_reused.load(Ordering::Relaxed),
+            memory_cache_disk_hits: s.memory_disk_hits.load(Ordering::Relaxed),
+            memory_cache_disk_bytes: s.memory_disk_bytes.load(Ordering::Relaxed),
+            memory_cache_disk_entries: s.memory_disk_entries.load(Ordering::Relaxed),
+            memory_cache_disk_errors: s.memory_disk_errors.load(Ordering::Relaxed),
         }))
     }
 }

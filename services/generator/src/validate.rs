@@ -3,14 +3,16 @@
 //! work is queued.
 
 use memgpt_models::text::chat::ChatMessage;
-use memgpt_proto::generator::v1::{AnswerStyle, AttendMode, Attribution, GenerateRequest, Memory};
+use memgpt_proto::generator::v1::{self as pb, AnswerStyle, AttendMode, Attribution, GenerateRequest, Memory};
 
 use crate::config::GeneratorConfig;
 use crate::error::{GeneratorError, Result};
+use crate::engine::RecomputeRule;
 use crate::engine::sampling::SamplingParams;
 
 const MAX_ID_BYTES: usize = 256;
 const MAX_STOP_BYTES: usize = 256;
+const MAX_FIRST_TOKEN_LOGPROBS: u32 = 64;
 
 /// A request that passed validation, with every default filled in.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct Checked {
     pub max_new: usize,
     /// Sentences a free answer ends after (0: no limit).
     pub max_sentences: usize,
+    /// The most likely first tokens reported (0: none).
+    pub first_token_logprobs: usize,
     /// The extractive answer style.
     pub extractive: bool,
     /// Leave-one-out attribution asked for.
@@ -37,6 +41,8 @@ pub struct Checked {
     pub fused: bool,
     /// Fused mode: the request's recompute ratio, when it sets one.
     pub recompute_ratio: Option<f32>,
+    /// Fused mode: the request's recompute rule, when it sets one.
+    pub recompute_rule: Option<RecomputeRule>,
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> GeneratorError {
@@ -89,6 +95,13 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
             return Err(invalid("recompute_ratio", format!("{r} is outside 0..=1")));
         }
     }
+    let recompute_rule = match pb::RecomputeRule::try_from(req.recompute_rule) {
+        Ok(pb::RecomputeRule::Unspecified) => None,
+        Ok(_) if !fused => return Err(invalid("recompute_rule", "applies to the fused attend mode only")),
+        Ok(pb::RecomputeRule::Query) => Some(RecomputeRule::Query),
+        Ok(pb::RecomputeRule::Deviation) => Some(RecomputeRule::Deviation),
+        Err(_) => return Err(invalid("recompute_rule", format!("unknown value {}", req.recompute_rule))),
+    };
     let extractive = match AnswerStyle::try_from(req.answer_style) {
         Ok(AnswerStyle::Unspecified | AnswerStyle::Free) => false,
         Ok(AnswerStyle::Extractive) => true,
@@ -106,6 +119,9 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
     let max_sentences = p.max_sentences.unwrap_or(config.default_max_sentences);
     if max_sentences > 1000 {
         return Err(invalid("params.max_sentences", format!("{max_sentences} is outside 0..=1000")));
+    }
+    if p.first_token_logprobs > MAX_FIRST_TOKEN_LOGPROBS {
+        return Err(invalid("params.first_token_logprobs", format!("{} is outside 0..={MAX_FIRST_TOKEN_LOGPROBS}", p.first_token_logprobs)));
     }
     let max_new = p.max_new_tokens.unwrap_or(config.default_max_new_tokens);
     if max_new == 0 || max_new > config.max_new_tokens_limit {
@@ -149,10 +165,12 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
         stop: p.stop,
         max_new: max_new as usize,
         max_sentences: max_sentences as usize,
+        first_token_logprobs: p.first_token_logprobs as usize,
         extractive,
         ablation,
         fused,
         recompute_ratio: req.recompute_ratio,
+        recompute_rule,
     })
 }
 

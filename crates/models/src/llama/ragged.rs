@@ -30,7 +30,22 @@ pub struct SeqStep<'a> {
     /// the laid-in states go on past layer 1 (CacheBlend); the others keep their laid-in
     /// states from layer 2 on. Unmarked tokens are computed through every layer.
     pub select: Option<Select<'a>>,
+    /// The attention some of the step's tokens put on a range of key positions, reported
+    /// per key (the query-driven selective recompute scores memory tokens with it).
+    pub score: Option<Score>,
 }
+
+/// Which attention a [`SeqStep`] reports: from its tokens at positions `from` on, on the key
+/// positions `keys.0..keys.1`, summed over heads and over the layers from [`SCORE_LAYER`] on.
+#[derive(Debug, Clone, Copy)]
+pub struct Score {
+    pub keys: (i64, i64),
+    pub from: i64,
+}
+
+/// The first layer whose attention [`Score`] sums: layers 0 and 1 attend mostly to the sink
+/// and to neighbours, whatever the question asks.
+pub const SCORE_LAYER: usize = 2;
 
 /// Which tokens of a [`SeqStep`] may be dropped after layer 1, and how many of them to keep.
 pub struct Select<'a> {
@@ -62,6 +77,9 @@ pub struct StepOutput {
     /// Per sequence, per span: the attention probability the last new token puts on the
     /// span, averaged over heads and the attribution layers.
     pub shares: Vec<Vec<f32>>,
+    /// Per sequence: with a [`Score`], the attention on each of its key positions (empty
+    /// without one).
+    pub scores: Vec<Vec<f32>>,
 }
 
 impl Llama {
@@ -118,6 +136,16 @@ impl Llama {
         let n_layer = self.layers.len();
         let attributed = attribution_layers.clamp(1, n_layer);
         let mut shares: Vec<Vec<f32>> = seqs.iter().map(|s| vec![0.0; s.spans.len()]).collect();
+        let mut scores: Vec<Option<Tensor>> = seqs.iter().map(|_| None).collect();
+        // Rows of each sequence a score reads: its last tokens, those at or after `from`.
+        let scored: Vec<i64> = seqs
+            .iter()
+            .map(|s| match (&s.score, s.positions) {
+                (None, _) => 0,
+                (Some(sc), Some(p)) => p.iter().filter(|&&x| x >= sc.from).count() as i64,
+                (Some(sc), None) => (s.cache.len() + s.tokens.len() as i64 - sc.from.max(s.cache.len())).max(0),
+            })
+            .collect();
         let group = c.n_head / c.n_head_kv;
         let scale = 1.0 / (c.head_dim as f64).sqrt();
         let selecting = seqs.iter().any(|s| s.select.is_some());
@@ -176,6 +204,14 @@ impl Llama {
                         }
                     }
                 }
+                if let (Some(sc), true) = (&s.score, li >= SCORE_LAYER && scored[si] > 0 && s.select.is_none()) {
+                    let m = scored[si];
+                    let got = self.key_attention(&qi.narrow(2, t_now - m, m), &keys, r, m, sc.keys);
+                    scores[si] = Some(match scores[si].take() {
+                        Some(acc) => acc + got,
+                        None => got,
+                    });
+                }
                 outs.push(out);
                 offset += t;
             }
@@ -201,7 +237,39 @@ impl Llama {
         let index = Tensor::from_slice(&last).to_device(device);
         let hidden = x.index_select(1, &index).squeeze_dim(0);
         let logits = self.logits(&self.rms_norm(&hidden, &self.norm));
-        Ok(StepOutput { logits, shares })
+        let scores = seqs
+            .iter()
+            .zip(scores)
+            .map(|(s, got)| match (s.score, got) {
+                (Some(_), Some(t)) => Vec::try_from(t.to_device(tch::Device::Cpu)).unwrap_or_default(),
+                (Some(sc), None) => vec![0.0; (sc.keys.1 - sc.keys.0).max(0) as usize],
+                _ => Vec::new(),
+            })
+            .collect();
+        Ok(StepOutput { logits, shares, scores })
+    }
+
+    /// The attention the last `m` rows (`q`, `[1, heads, m, dim]`) of `rows` put on each key
+    /// position of `range`, summed over heads and rows (`[range len]`, f32). Each row sees the
+    /// keys up to its own position.
+    fn key_attention(&self, q: &Tensor, keys: &Tensor, rows: &Rows, m: i64, range: (i64, i64)) -> Tensor {
+        let c = &self.config;
+        let end = rows.end;
+        let group = c.n_head / c.n_head_kv;
+        let q_pos = match &rows.slots {
+            Some(s) => s.narrow(0, s.size()[0] - m, m),
+            None => Tensor::arange_start(end - m, end, (Kind::Int64, self.device)),
+        }
+        .unsqueeze(1);
+        let k_pos = Tensor::arange(end, (Kind::Int64, self.device)).unsqueeze(0);
+        let hidden = k_pos.gt_tensor(&q_pos).view([1, 1, m, end]);
+        let keys = keys.to_kind(Kind::Float).repeat_interleave_self_int(group, Some(1), None::<i64>);
+        let logits = q.to_kind(Kind::Float).matmul(&keys.transpose(-1, -2)) * (1.0 / (c.head_dim as f64).sqrt());
+        let probs = logits.masked_fill(&hidden, f64::NEG_INFINITY).softmax(-1, Kind::Float);
+        let (a, b) = (range.0.clamp(0, end), range.1.clamp(0, end));
+        let on = probs.narrow(3, a, b - a).sum_dim_intlist([0i64, 1, 2].as_slice(), false, Kind::Float);
+        // Keys past the step's end (none in practice) score zero.
+        if b - a < range.1 - range.0 { Tensor::cat(&[on, Tensor::zeros([range.1 - range.0 - (b - a)], (Kind::Float, self.device))], 0) } else { on }
     }
 
     /// The rows (indices into the sequence's tokens) that go on past the selection layer:

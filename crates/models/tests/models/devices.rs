@@ -111,8 +111,8 @@ fn the_ragged_step_on_cuda_matches_the_plain_forward() {
     let kv = || KvCache::uninit(config.n_layer, 1, config.n_head_kv, 32, config.head_dim, Kind::Float, gpu);
     let (mut ka, mut kb) = (kv(), kv());
     let mut step = [
-        SeqStep { tokens: &a, cache: &mut ka, spans: &[], positions: None, select: None },
-        SeqStep { tokens: &b, cache: &mut kb, spans: &[], positions: None, select: None },
+        SeqStep { tokens: &a, cache: &mut ka, spans: &[], positions: None, select: None, score: None },
+        SeqStep { tokens: &b, cache: &mut kb, spans: &[], positions: None, select: None, score: None },
     ];
     let out = model.forward_ragged(&mut step, 1).unwrap();
     let err_a = rel_err(&alone(&a), &out.logits.get(0));

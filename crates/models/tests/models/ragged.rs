@@ -16,7 +16,7 @@ fn cache(d: &Decoder, capacity: i64) -> KvCache {
 
 fn alone(d: &Decoder, tokens: &[u32]) -> Tensor {
     let mut kv = cache(d, 64);
-    let mut step = [SeqStep { tokens, cache: &mut kv, spans: &[], positions: None, select: None }];
+    let mut step = [SeqStep { tokens, cache: &mut kv, spans: &[], positions: None, select: None, score: None }];
     d.model.forward_ragged(&mut step, 1).unwrap().logits.get(0)
 }
 
@@ -39,16 +39,16 @@ fn ragged_step_matches_each_sequence_alone() {
     let (mut ka, mut kb, mut kc) = (cache(&d, 64), cache(&d, 64), cache(&d, 64));
     let split = b.len() / 2;
     {
-        let mut step = [SeqStep { tokens: &a, cache: &mut ka, spans: &[], positions: None, select: None }, SeqStep { tokens: &b[..split], cache: &mut kb, spans: &[], positions: None, select: None }];
+        let mut step = [SeqStep { tokens: &a, cache: &mut ka, spans: &[], positions: None, select: None, score: None }, SeqStep { tokens: &b[..split], cache: &mut kb, spans: &[], positions: None, select: None, score: None }];
         let out = d.model.forward_ragged(&mut step, 1).unwrap();
         assert!(max_diff(&out.logits.get(0), &reference) < 1e-4);
     }
     let next = u32::try_from(reference.argmax(-1, false).int64_value(&[])).unwrap();
     let spans = [(0i64, 2i64), (2, 4)];
     let mut step = [
-        SeqStep { tokens: &[next], cache: &mut ka, spans: &spans, positions: None, select: None },
-        SeqStep { tokens: &b[split..], cache: &mut kb, spans: &[], positions: None, select: None },
-        SeqStep { tokens: &c, cache: &mut kc, spans: &[(0, 1)], positions: None, select: None },
+        SeqStep { tokens: &[next], cache: &mut ka, spans: &spans, positions: None, select: None, score: None },
+        SeqStep { tokens: &b[split..], cache: &mut kb, spans: &[], positions: None, select: None, score: None },
+        SeqStep { tokens: &c, cache: &mut kc, spans: &[(0, 1)], positions: None, select: None, score: None },
     ];
     let out = d.model.forward_ragged(&mut step, 4).unwrap();
     let mut a_next = a.clone();
@@ -69,8 +69,8 @@ fn ragged_step_matches_each_sequence_alone() {
 fn ragged_step_refuses_overflow_and_empty_sequences() {
     let d = decoder();
     let mut kv = cache(&d, 2);
-    let mut step = [SeqStep { tokens: &[1, 2, 3], cache: &mut kv, spans: &[], positions: None, select: None }];
+    let mut step = [SeqStep { tokens: &[1, 2, 3], cache: &mut kv, spans: &[], positions: None, select: None, score: None }];
     assert!(d.model.forward_ragged(&mut step, 1).is_err());
-    let mut step = [SeqStep { tokens: &[], cache: &mut kv, spans: &[], positions: None, select: None }];
+    let mut step = [SeqStep { tokens: &[], cache: &mut kv, spans: &[], positions: None, select: None, score: None }];
     assert!(d.model.forward_ragged(&mut step, 1).is_err());
 }

@@ -73,6 +73,7 @@ pub fn request(prompt: &Prompt<'_>, hits: &[Retrieved], attend_mode: i32, answer
         prompt: String::new(),
         memories,
         recompute_ratio: None,
+        recompute_rule: gen::RecomputeRule::Unspecified as i32,
         attend_mode,
         params,
         answer_style: answer.style,

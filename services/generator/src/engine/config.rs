@@ -33,6 +33,10 @@ pub struct EngineConfig {
     pub memory_cache_bytes: u64,
     /// Leading tokens of each cached memory recomputed in place in `fused` mode.
     pub recompute_head_tokens: usize,
+    /// Directory of the memory-KV cache's disk tier; none when unset.
+    pub memory_cache_dir: Option<PathBuf>,
+    /// Bytes the disk tier may hold.
+    pub memory_cache_disk_bytes: u64,
 }
 
 /// What the loaded model is.

@@ -4,7 +4,8 @@
 //! its KV cache from that cache (computing the ones it misses, read-through), keys rotated to
 //! their places; what remains to compute is the first `recompute_head_tokens` of each memory
 //! (in place, now attending to the memories before it) and the question. WarmMemories jobs
-//! fill the cache between steps, a prefill budget at a time.
+//! fill the cache between steps, a prefill budget at a time. With a disk tier ([`DiskTier`])
+//! a lookup goes RAM, then disk, then compute, and what is computed is also written to disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -15,7 +16,8 @@ use memgpt_models::llama::kv::KvCache;
 use memgpt_models::llama::Llama;
 use memgpt_models::llama::ragged::SeqStep;
 
-use super::job::{Job, WarmJob};
+use super::job::{Job, RecomputeRule, WarmJob};
+use super::disk::DiskTier;
 use super::memcache::{scoped_key, MemoryCache};
 use super::prefix::PrefixCache;
 use super::sequence::Pending;
@@ -35,6 +37,7 @@ struct Warming {
 /// The memory-KV cache and the WarmMemories jobs that fill it.
 pub(super) struct Fused {
     memories: MemoryCache,
+    disk: Option<DiskTier>,
     warming: VecDeque<Warming>,
     /// Leading tokens of each memory recomputed in place.
     head: usize,
@@ -47,15 +50,35 @@ pub(super) struct Fused {
 /// from the prefix cache).
 fn compute_prefix(model: &Llama, prefix: &[u32], cache: &mut KvCache, computed: usize) -> memgpt_models::Result<()> {
     if computed < prefix.len() {
-        let mut step = [SeqStep { tokens: &prefix[computed..], cache, spans: &[], positions: None, select: None }];
+        let mut step = [SeqStep { tokens: &prefix[computed..], cache, spans: &[], positions: None, select: None, score: None }];
         model.forward_ragged(&mut step, 1)?;
     }
     Ok(())
 }
 
 impl Fused {
-    pub(super) fn new(cache_bytes: u64, head: usize, budget: usize, stats: Arc<Stats>) -> Self {
-        Self { memories: MemoryCache::new(cache_bytes), warming: VecDeque::new(), head, budget, stats }
+    pub(super) fn new(cache_bytes: u64, head: usize, budget: usize, stats: Arc<Stats>, disk: Option<DiskTier>) -> Self {
+        Self { memories: MemoryCache::new(cache_bytes), disk, warming: VecDeque::new(), head, budget, stats }
+    }
+
+    /// The cached states of memory `key` computed after `prefix`: from RAM, else from the
+    /// disk tier (then kept in RAM too).
+    fn lookup(&mut self, prefix: &[u32], key: u64, tokens: &[u32], device: tch::Device) -> Option<Arc<MemoryKv>> {
+        if let Some(kv) = self.memories.get(key, tokens) {
+            return Some(kv);
+        }
+        let kv = Arc::new(self.disk.as_mut()?.load(prefix, key, tokens, device)?);
+        self.keep(key, Arc::clone(&kv));
+        Some(kv)
+    }
+
+    /// Keeps states in RAM; whether they fit.
+    fn keep(&mut self, key: u64, kv: Arc<MemoryKv>) -> bool {
+        let inserted = self.memories.insert(key, kv);
+        self.stats.memory_evictions.fetch_add(inserted.evicted, Ordering::Relaxed);
+        self.stats.memory_bytes.store(self.memories.bytes(), Ordering::Relaxed);
+        self.stats.memory_entries.store(self.memories.len() as u64, Ordering::Relaxed);
+        inserted.cached
     }
 
     /// Queues a WarmMemories job.
@@ -75,19 +98,20 @@ impl Fused {
         }
     }
 
-    /// Computes the states of memories after `prefix` (one ragged step) and caches them.
-    fn compute_memories(&mut self, model: &Llama, prefix: &KvCache, memories: &[(u64, &[u32])]) -> memgpt_models::Result<Vec<(Arc<MemoryKv>, bool)>> {
+    /// Computes the states of memories after `prefix` (whose tokens are `prefix_tokens`; one
+    /// ragged step) and caches them, on disk too when there is a disk tier.
+    fn compute_memories(&mut self, model: &Llama, prefix_tokens: &[u32], prefix: &KvCache, memories: &[(u64, &[u32])]) -> memgpt_models::Result<Vec<(Arc<MemoryKv>, bool)>> {
         let tokens: Vec<&[u32]> = memories.iter().map(|(_, t)| *t).collect();
         let computed = model.memory_kv_after(prefix, &tokens)?;
         let mut out = Vec::with_capacity(computed.len());
         for ((key, _), kv) in memories.iter().zip(computed) {
+            if let Some(disk) = self.disk.as_mut() {
+                disk.store(prefix_tokens, *key, &kv);
+            }
             let kv = Arc::new(kv);
-            let inserted = self.memories.insert(*key, Arc::clone(&kv));
-            self.stats.memory_evictions.fetch_add(inserted.evicted, Ordering::Relaxed);
-            out.push((kv, inserted.cached));
+            let cached = self.keep(*key, Arc::clone(&kv));
+            out.push((kv, cached));
         }
-        self.stats.memory_bytes.store(self.memories.bytes(), Ordering::Relaxed);
-        self.stats.memory_entries.store(self.memories.len() as u64, Ordering::Relaxed);
         Ok(out)
     }
 
@@ -101,7 +125,7 @@ impl Fused {
         let mut missing: Vec<(u64, &[u32])> = Vec::new();
         for (&(a, b), &key) in spans.iter().zip(&keys) {
             let tokens = &job.prompt[a..b];
-            let hit = self.memories.get(key, tokens);
+            let hit = self.lookup(prefix, key, tokens, model.device);
             if hit.is_none() && !missing.iter().any(|(k, _)| *k == key) {
                 missing.push((key, tokens));
             }
@@ -116,7 +140,7 @@ impl Fused {
             // The memories it misses are computed after this sequence's own prefix.
             compute_prefix(model, prefix, cache, computed)?;
             computed = prefix.len();
-            let states = self.compute_memories(model, cache, &missing)?;
+            let states = self.compute_memories(model, prefix, cache, &missing)?;
             fresh = missing.iter().map(|(k, _)| *k).zip(states.into_iter().map(|(kv, _)| kv)).collect();
         }
         let head = self.head;
@@ -126,12 +150,16 @@ impl Fused {
             let kv = hit.or_else(|| fresh.get(key).cloned()).expect("every memory was found or computed");
             model.place_memory(cache, a as i64, &kv)?;
             let rest = (b - a).saturating_sub(head);
-            reused += rest as u64 - (rest as f32 * ratio).ceil() as u64;
+            // The query rule's second pass takes back what it recomputes (the scheduler).
+            reused += match job.recompute_rule {
+                RecomputeRule::Deviation => rest as u64 - (rest as f32 * ratio).ceil() as u64,
+                RecomputeRule::Query => rest as u64,
+            };
         }
         self.stats.memory_tokens_reused.fetch_add(reused, Ordering::Relaxed);
         tracing::debug!(parent: &job.span, memories = spans.len(), hits, misses = missing.len(), reused_tokens = reused, "memories laid in");
         let exact = fused_plan(computed, &spans, head, job.memory_end, job.prompt.len());
-        Ok(with_candidates(&exact, &spans, computed, ratio > 0.0))
+        Ok(with_candidates(&exact, &spans, computed, ratio > 0.0 && job.recompute_rule == RecomputeRule::Deviation))
     }
 
     /// Advances the first WarmMemories job by up to one prefill budget of memory tokens
@@ -175,7 +203,7 @@ impl Fused {
             let (memory, ref toks) = w.job.memories[w.next];
             let key = scoped_key(&w.job.prefix, memory);
             w.next += 1;
-            if self.memories.get(key, toks).is_some() {
+            if self.lookup(&w.job.prefix, key, toks, model.device).is_some() {
                 self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
                 w.cached += 1;
             } else if !batch.iter().any(|(k, _)| *k == key) {
@@ -186,7 +214,7 @@ impl Fused {
         let refs: Vec<(u64, &[u32])> = batch.iter().map(|(k, t)| (*k, t.as_slice())).collect();
         if !refs.is_empty() {
             self.stats.memory_misses.fetch_add(refs.len() as u64, Ordering::Relaxed);
-            let states = self.compute_memories(model, &prefix, &refs)?;
+            let states = self.compute_memories(model, &w.job.prefix, &prefix, &refs)?;
             w.cached += states.iter().filter(|(_, cached)| *cached).count() as u32;
         }
         let done = w.next == w.job.memories.len();

@@ -9,6 +9,15 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::sampling::SamplingParams;
 use crate::error::Result;
 
+/// Which memory tokens the fused mode recomputes beyond each memory's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecomputeRule {
+    /// The ones the question's tokens attend to most over the laid-in states.
+    Query,
+    /// The ones whose layer-1 states deviate most from the laid-in ones (CacheBlend).
+    Deviation,
+}
+
 /// One generation request, ready for the model thread.
 pub struct Job {
     /// Prompt tokens.
@@ -21,8 +30,10 @@ pub struct Job {
     pub memory_end: usize,
     /// `fused` mode: memories' states come from the memory-KV cache.
     pub fused: bool,
-    /// `fused` mode: share of each memory's tokens past its head recomputed (most deviating).
+    /// `fused` mode: share of the memory tokens recomputed, picked by `recompute_rule`.
     pub recompute_ratio: f32,
+    /// `fused` mode: which memory tokens are recomputed.
+    pub recompute_rule: RecomputeRule,
     /// Memory-KV cache key of each memory.
     pub memory_keys: Vec<u64>,
     /// Id of each memory.
@@ -35,6 +46,8 @@ pub struct Job {
     pub max_new: usize,
     /// Free answers: sentences after which the answer ends (0: no limit).
     pub max_sentences: usize,
+    /// The most likely first tokens reported with their log-probabilities (0: none).
+    pub first_token_logprobs: usize,
     /// Extractive answers: each memory's tokens and their offsets (decoding is constrained to
     /// spans of them); None: free text.
     pub extract: Option<Vec<super::extract::MemoryTokens>>,

@@ -10,11 +10,13 @@
 
 mod ablation;
 mod config;
+mod disk;
 pub mod extract;
 mod fused;
 mod job;
 pub mod memcache;
 pub mod prefix;
+mod rescore;
 mod queue;
 pub mod sampling;
 mod scheduler;
@@ -33,7 +35,7 @@ use memgpt_models::text::tokenizer::TextTokenizer;
 use tch::Kind;
 
 pub use config::{EngineConfig, ModelInfo};
-pub use job::{Job, WarmJob};
+pub use job::{Job, RecomputeRule, WarmJob};
 use job::Work;
 pub use stats::Stats;
 use crate::error::{GeneratorError, Result};
@@ -62,6 +64,13 @@ fn dtype_name(kind: Kind) -> String {
     }
 }
 
+/// The memory-KV cache's disk tier, when a directory is configured.
+fn open_disk(config: &EngineConfig, kind: Kind, stats: &Arc<Stats>) -> Result<Option<disk::DiskTier>> {
+    let Some(dir) = &config.memory_cache_dir else { return Ok(None) };
+    let model = disk::model_digest(&config.model, kind).map_err(|e| GeneratorError::Internal(format!("cannot read the model {} to key the disk tier: {e}", config.model.display())))?;
+    disk::DiskTier::open(dir, config.memory_cache_disk_bytes, model, Arc::clone(stats)).map(Some)
+}
+
 impl Engine {
     /// Loads the model on a new thread, runs a warm-up step, and returns once it is ready
     /// (blocking: call it from a blocking context).
@@ -82,6 +91,13 @@ impl Engine {
                     let decoder = match loaded {
                         Ok(d) => d,
                         Err(e) => {
+                            let _ = ready_tx.send(Err(e.into()));
+                            return;
+                        }
+                    };
+                    let disk = match open_disk(&config, decoder.model.kind, &stats) {
+                        Ok(d) => d,
+                        Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return;
                         }
@@ -96,7 +112,7 @@ impl Engine {
                         vocab: model.config.vocab_size as usize,
                     };
                     let _ = ready_tx.send(Ok((Arc::clone(&tokenizer), Arc::new(template), info)));
-                    scheduler::Scheduler::new(model, tokenizer, &config, stats, abort).run(rx);
+                    scheduler::Scheduler::new(model, tokenizer, &config, stats, abort, disk).run(rx);
                 })
                 .map_err(|e| GeneratorError::Internal(format!("cannot start the model thread: {e}")))?
         };
@@ -104,7 +120,7 @@ impl Engine {
             Ok(Ok(ready)) => ready,
             Ok(Err(e)) => {
                 let _ = thread.join();
-                return Err(e.into());
+                return Err(e);
             }
             Err(_) => {
                 let _ = thread.join();

@@ -14,17 +14,19 @@ use std::time::Instant;
 use memgpt_models::llama::decoder::Decoder;
 use memgpt_models::llama::kv::KvCache;
 use memgpt_models::llama::Llama;
-use memgpt_models::llama::ragged::{Select, SeqStep};
+use memgpt_models::llama::ragged::{Score, Select, SeqStep};
 use memgpt_models::text::tokenizer::TextTokenizer;
-use memgpt_proto::generator::v1::{FinishReason, GenerateFinal, GenerateResponse, MemoryAttention, Quote, Usage};
+use memgpt_proto::generator::v1::{FinishReason, GenerateFinal, GenerateResponse, MemoryAttention, Quote, TokenLogprob, Usage};
 use tch::Device;
 
 use super::config::EngineConfig;
+use super::disk::DiskTier;
 use super::extract::QuoteTokens;
 use super::fused::Fused;
 use super::job::Work;
 use super::prefix::PrefixCache;
 use super::queue::Queue;
+use super::rescore::Rescore;
 use super::sequence::{Pending, Seq};
 use super::stats::Stats;
 
@@ -35,9 +37,21 @@ pub(super) fn warm_up(decoder: &Decoder) -> memgpt_models::Result<()> {
     let mut cache = KvCache::uninit(c.n_layer, 1, c.n_head_kv, 8, c.head_dim, decoder.model.kind, decoder.model.device);
     let tokens = decoder.tokenizer.encode("Hello")?;
     let tokens = if tokens.is_empty() { vec![0] } else { tokens };
-    let mut step = [SeqStep { tokens: &tokens[..tokens.len().min(4)], cache: &mut cache, spans: &[], positions: None, select: None }];
+    let mut step = [SeqStep { tokens: &tokens[..tokens.len().min(4)], cache: &mut cache, spans: &[], positions: None, select: None, score: None }];
     decoder.model.forward_ragged(&mut step, 1)?;
     Ok(())
+}
+
+/// The `k` most likely tokens of `logits` with their log-probabilities, most likely first.
+fn top_logprobs(logits: &[f32], k: usize) -> Vec<TokenLogprob> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_sum = max + logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32;
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    let k = k.min(order.len());
+    order.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| logits[b].total_cmp(&logits[a]));
+    order.truncate(k);
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    order.into_iter().map(|i| TokenLogprob { token_id: i as u32, logprob: logits[i] - log_sum }).collect()
 }
 
 /// A sequence's share of one step.
@@ -51,6 +65,8 @@ struct Chunk {
     keep: Option<usize>,
     /// Whether the chunk ends the prompt (the sequence emits a token).
     emits: bool,
+    /// The attention to report (the query rule's first pass).
+    score: Option<Score>,
 }
 
 /// What the model thread runs.
@@ -70,7 +86,7 @@ pub(super) struct Scheduler {
 }
 
 impl Scheduler {
-    pub(super) fn new(model: Llama, tokenizer: Arc<TextTokenizer>, config: &EngineConfig, stats: Arc<Stats>, abort: Arc<AtomicBool>) -> Self {
+    pub(super) fn new(model: Llama, tokenizer: Arc<TextTokenizer>, config: &EngineConfig, stats: Arc<Stats>, abort: Arc<AtomicBool>, disk: Option<DiskTier>) -> Self {
         let prefix = PrefixCache::new(config.prefix_block_tokens, config.prefix_cache_bytes);
         let ttft = memgpt_telemetry::metrics::histogram(
             "memgpt_generator_ttft_seconds",
@@ -78,7 +94,7 @@ impl Scheduler {
             &[],
             memgpt_telemetry::metrics::SECONDS_BUCKETS,
         );
-        let fused = Fused::new(config.memory_cache_bytes, config.recompute_head_tokens, config.max_batch_prefill_tokens, Arc::clone(&stats));
+        let fused = Fused::new(config.memory_cache_bytes, config.recompute_head_tokens, config.max_batch_prefill_tokens, Arc::clone(&stats), disk);
         let queue = Queue::new(config.max_batch, config.max_kv_tokens, Arc::clone(&stats));
         let quote = Arc::new(QuoteTokens::new(&tokenizer));
         Self { model, tokenizer, config: config.clone(), stats, abort, prefix, fused, queue, running: Vec::new(), quote, ttft }
@@ -170,7 +186,9 @@ impl Scheduler {
                 VecDeque::from([Pending { from: prefilled, to: job.prompt.len(), candidate: false }])
             };
             tracing::debug!(parent: &job.span, prompt_tokens = job.prompt.len(), prefix_hit_tokens = prefilled, fused = job.fused, batch = self.running.len() + 1, "admitted");
-            self.running.push(Seq::new(job, cache, pending, vocab, &self.quote, reserved));
+            let mut seq = Seq::new(job, cache, pending, vocab, &self.quote, reserved);
+            seq.rescore = Rescore::of(&seq.job, self.config.recompute_head_tokens);
+            self.running.push(seq);
         }
     }
 
@@ -183,9 +201,9 @@ impl Scheduler {
         // states, computed together), and whether it emits a token.
         let mut chunks: Vec<Chunk> = Vec::new();
         for (i, seq) in self.running.iter_mut().enumerate() {
-            let Seq { job, cache, pending, input, .. } = seq;
+            let Seq { job, cache, pending, input, rescore, .. } = seq;
             if pending.is_empty() {
-                chunks.push(Chunk { seq: i, tokens: input.to_vec(), positions: None, candidates: Vec::new(), keep: None, emits: true });
+                chunks.push(Chunk { seq: i, tokens: input.to_vec(), positions: None, candidates: Vec::new(), keep: None, emits: true, score: None });
                 continue;
             }
             let (mut tokens, mut positions, mut candidates) = (Vec::new(), Vec::new(), Vec::new());
@@ -217,7 +235,10 @@ impl Scheduler {
             // Of the laid-in memory tokens in this chunk, the most deviating share is kept.
             let offered = candidates.iter().filter(|&&c| c).count();
             let keep = (offered > 0).then(|| (offered as f32 * job.recompute_ratio).ceil() as usize);
-            chunks.push(Chunk { seq: i, tokens, positions: (!contiguous).then_some(positions), candidates, keep, emits: pending.is_empty() });
+            // The query rule's first pass ends without a token: the second pass answers.
+            let emits = pending.is_empty() && rescore.is_none();
+            let score = rescore.as_ref().map(|r| r.score());
+            chunks.push(Chunk { seq: i, tokens, positions: (!contiguous).then_some(positions), candidates, keep, emits, score });
         }
         let rows: Vec<(usize, bool)> = chunks.iter().map(|c| (c.seq, c.emits)).collect();
         let mut steps = Vec::with_capacity(chunks.len());
@@ -227,7 +248,7 @@ impl Scheduler {
             let Seq { job, cache, .. } = seq;
             let spans: &[(i64, i64)] = if chunk.emits { &job.spans } else { &[] };
             let select = chunk.keep.map(|keep| Select { candidates: &chunk.candidates, keep });
-            steps.push(SeqStep { tokens: &chunk.tokens, cache, spans, positions: chunk.positions.as_deref(), select });
+            steps.push(SeqStep { tokens: &chunk.tokens, cache, spans, positions: chunk.positions.as_deref(), select, score: chunk.score });
         }
         let out = self.model.forward_ragged(&mut steps, self.config.attribution_layers)?;
         drop(steps);
@@ -237,6 +258,7 @@ impl Scheduler {
         let mut finished = Vec::new();
         for (row, &(i, emits)) in rows.iter().enumerate() {
             if !emits {
+                self.after_first_pass(i, &out.scores[row]);
                 continue;
             }
             let seq = &mut self.running[i];
@@ -251,6 +273,9 @@ impl Scheduler {
             // The likelihood the ablation compares with is the model's own, before any
             // constraint or penalty: the token is scored once it is chosen (below).
             let raw = seq.job.ablation.then(|| row_logits.to_vec());
+            if seq.generated.is_empty() && seq.job.first_token_logprobs > 0 {
+                seq.first_logprobs = top_logprobs(row_logits, seq.job.first_token_logprobs);
+            }
             if let Some(x) = &seq.extract {
                 x.mask(row_logits);
             }
@@ -301,6 +326,24 @@ impl Scheduler {
             self.finish(i, reason, text);
         }
         Ok(())
+    }
+
+    /// Adds a query-rule first pass's scores to sequence `i`; when the pass is done, plans
+    /// the second (the chosen memory positions and the question), computed from the next step.
+    fn after_first_pass(&mut self, i: usize, scores: &[f32]) {
+        let seq = &mut self.running[i];
+        let Some(rescore) = seq.rescore.as_mut() else { return };
+        rescore.add(scores);
+        if !seq.pending.is_empty() {
+            return;
+        }
+        let (plan, recomputed) = rescore.plan(seq.job.prompt.len());
+        seq.rescore = None;
+        // The second pass rewrites positions from its first on.
+        seq.cache.set_filled(plan.front().map_or(seq.job.prompt.len(), |p| p.from) as i64);
+        seq.pending = plan;
+        self.stats.memory_tokens_reused.fetch_sub(recomputed as u64, Ordering::Relaxed);
+        tracing::debug!(parent: &seq.job.span, recomputed, "memory tokens chosen by the question");
     }
 
     /// Each memory's attention share, normalised over the memories (they sum to 1), and its
@@ -357,7 +400,8 @@ impl Scheduler {
             decode_ms,
             "generation finished"
         );
-        let last = GenerateFinal { text, finish_reason: reason as i32, usage: Some(usage), attention, ttft_ms, decode_ms, quote, prompt_share };
+        let first_token_logprobs = std::mem::take(&mut seq.first_logprobs);
+        let last = GenerateFinal { text, finish_reason: reason as i32, usage: Some(usage), attention, ttft_ms, decode_ms, quote, prompt_share, first_token_logprobs };
         let _ = seq.job.tx.send(Ok(GenerateResponse { delta, r#final: Some(last) }));
         if reason == FinishReason::Cancelled {
             self.stats.cancelled.fetch_add(1, Ordering::Relaxed);

@@ -9,7 +9,10 @@ use memgpt_models::llama::kv::KvCache;
 use std::sync::Arc;
 
 use super::extract::{Extract, QuoteTokens};
+use memgpt_proto::generator::v1::TokenLogprob;
+
 use super::job::Job;
+use super::rescore::Rescore;
 use super::sampling::Sampler;
 use super::text::TextStream;
 
@@ -29,6 +32,8 @@ pub(super) struct Seq {
     /// Prompt positions still to compute, in order (one range in `concat` mode; in `fused`
     /// mode the gaps are memory states laid in from the memory-KV cache).
     pub(super) pending: VecDeque<Pending>,
+    /// Fused mode, query rule: the first pass's scores, until the second pass is planned.
+    pub(super) rescore: Option<Rescore>,
     /// The token the next decode step feeds.
     pub(super) input: [u32; 1],
     pub(super) generated: Vec<u32>,
@@ -39,6 +44,8 @@ pub(super) struct Seq {
     pub(super) share_steps: u32,
     /// Extractive answers: the constraint.
     pub(super) extract: Option<Extract>,
+    /// The most likely first tokens, when asked for.
+    pub(super) first_logprobs: Vec<TokenLogprob>,
     /// Log-likelihood of the first generated tokens (ablation only).
     pub(super) loglik: f64,
     pub(super) first_token_at: Option<Instant>,
@@ -54,6 +61,6 @@ impl Seq {
         // An extractive answer is a span: stop strings and the sentence budget do not cut it.
         let text = if extract.is_some() { TextStream::new(Vec::new(), 0) } else { TextStream::new(job.stop.clone(), job.max_sentences) };
         let shares = vec![0.0; job.spans.len()];
-        Self { job, cache, pending, input: [0], generated: Vec::new(), sampler, text, shares, share_steps: 0, extract, loglik: 0.0, first_token_at: None, reserved }
+        Self { job, cache, pending, rescore: None, input: [0], generated: Vec::new(), sampler, text, shares, share_steps: 0, extract, first_logprobs: Vec::new(), loglik: 0.0, first_token_at: None, reserved }
     }
 }

@@ -39,6 +39,16 @@ pub struct Stats {
     pub memory_entries: AtomicU64,
     /// Prompt tokens whose states came from the memory-KV cache instead of a prefill.
     pub memory_tokens_reused: AtomicU64,
+    /// Memories read from the disk tier (also counted in `memory_hits`).
+    pub memory_disk_hits: AtomicU64,
+    /// Files of the disk tier found damaged or unusable (deleted, their memory computed).
+    pub memory_disk_errors: AtomicU64,
+    /// Files evicted from the disk tier.
+    pub memory_disk_evictions: AtomicU64,
+    /// Bytes the disk tier holds.
+    pub memory_disk_bytes: AtomicU64,
+    /// Memories the disk tier holds.
+    pub memory_disk_entries: AtomicU64,
 }
 
 /// Exposes the engine's counters as Prometheus metrics (read at scrape time).
@@ -63,5 +73,10 @@ pub(super) fn register_metrics(stats: &Arc<Stats>) {
     callback("memgpt_generator_memory_cache_evictions_total", "Memories evicted from the memory-KV cache.", "counter", &[], read(|s| &s.memory_evictions));
     callback("memgpt_generator_memory_cache_bytes", "Bytes held by the memory-KV cache.", "gauge", &[], read(|s| &s.memory_bytes));
     callback("memgpt_generator_memory_cache_entries", "Memories held by the memory-KV cache.", "gauge", &[], read(|s| &s.memory_entries));
+    callback("memgpt_generator_memory_cache_lookups_total", lookups, "counter", &[("outcome", "disk_hit")], read(|s| &s.memory_disk_hits));
+    callback("memgpt_generator_memory_cache_disk_errors_total", "Disk-tier files found damaged or unusable.", "counter", &[], read(|s| &s.memory_disk_errors));
+    callback("memgpt_generator_memory_cache_disk_evictions_total", "Files evicted from the memory-KV disk tier.", "counter", &[], read(|s| &s.memory_disk_evictions));
+    callback("memgpt_generator_memory_cache_disk_bytes", "Bytes held by the memory-KV disk tier.", "gauge", &[], read(|s| &s.memory_disk_bytes));
+    callback("memgpt_generator_memory_cache_disk_entries", "Memories held by the memory-KV disk tier.", "gauge", &[], read(|s| &s.memory_disk_entries));
     callback("memgpt_generator_memory_tokens_reused_total", "Prompt tokens taken from the memory-KV cache instead of prefilled.", "counter", &[], read(|s| &s.memory_tokens_reused));
 }

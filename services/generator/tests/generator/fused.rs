@@ -49,23 +49,38 @@ async fn selective_recompute_of_every_memory_token_is_exactly_concat_and_a_share
     let mut c = client(addr).await;
     let memories = [("river.md#0", RIVER), ("bakery.md#0", BAKERY), ("lighthouse.md#0", LIGHTHOUSE)];
     let (concat, concat_last) = collect(&mut c, ask(pb::AttendMode::Concat, &memories)).await.unwrap();
-    // Ratio 1 (per request): the memories' states are laid in, then every token is kept past
-    // layer 1 and recomputed: the answer and usage are concat's.
-    let all = pb::GenerateRequest { recompute_ratio: Some(1.0), ..ask(pb::AttendMode::Fused, &memories) };
+    // Ratio 1 (per request), deviation rule: the memories' states are laid in, then every
+    // token is kept past layer 1 and recomputed: the answer and usage are concat's.
+    let deviation = pb::RecomputeRule::Deviation as i32;
+    let all = pb::GenerateRequest { recompute_ratio: Some(1.0), recompute_rule: deviation, ..ask(pb::AttendMode::Fused, &memories) };
     let (fused, fused_last) = collect(&mut c, all).await.unwrap();
     assert_eq!(fused, concat, "fused recomputing every memory token must be concat");
     assert_eq!(fused_last.usage, concat_last.usage);
     let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
-    assert_eq!(info.recompute_ratio, 0.25);
+    assert_eq!((info.recompute_ratio, info.recompute_rule()), (0.25, pb::RecomputeRule::Query));
     assert_eq!(info.memory_tokens_reused, 0, "{info:?}");
-    // The service's ratio (0.25): three quarters of each memory's tokens past its head reuse
+    // Ratio 1, query rule (the default): after the first pass every memory but the first
+    // (whose states are exactly concat's) is recomputed, then the question: concat again,
+    // and only the first memory's tokens past its head were reused.
+    let all = pb::GenerateRequest { recompute_ratio: Some(1.0), ..ask(pb::AttendMode::Fused, &memories) };
+    let (fused, fused_last) = collect(&mut c, all).await.unwrap();
+    assert_eq!(fused, concat, "the query rule recomputing every memory token must be concat");
+    assert_eq!(fused_last.usage, concat_last.usage);
+    let after_all = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    let first_memory = after_all.memory_tokens_reused;
+    assert!(first_memory > 10 && first_memory < 60, "reused {first_memory}: the river memory past its head");
+    // The service's ratio (0.25), both rules: three quarters of the memory tokens reuse
     // cached states, and the answer still holds the fact.
-    let (some, _) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
-    assert!(some.contains("1931"), "fused answer: {some:?}");
-    let after = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
-    assert_eq!(after.memory_cache_hits, 3, "{after:?}");
     let memory_tokens = concat_last.usage.unwrap().prompt_tokens as u64 / 2;
-    assert!(after.memory_tokens_reused > memory_tokens / 2, "reused {} of about {memory_tokens}", after.memory_tokens_reused);
+    for rule in [pb::RecomputeRule::Query as i32, deviation] {
+        let before = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+        let (some, _) = collect(&mut c, pb::GenerateRequest { recompute_rule: rule, ..ask(pb::AttendMode::Fused, &memories) }).await.unwrap();
+        assert!(some.contains("1931"), "fused answer ({rule}): {some:?}");
+        let after = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+        assert_eq!(after.memory_cache_hits - before.memory_cache_hits, 3, "{after:?}");
+        let reused = after.memory_tokens_reused - before.memory_tokens_reused;
+        assert!(reused > memory_tokens / 2, "rule {rule}: reused {reused} of about {memory_tokens}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,4 +137,61 @@ async fn warmed_memories_are_hits_and_the_cache_never_exceeds_its_budget() {
     assert!(!text.is_empty());
     let later = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
     assert_eq!(later.memory_cache_misses, info.memory_cache_misses + 1, "{later:?}");
+}
+
+/// A generator on `dir`'s disk tier that can be stopped (its writes finish on stopping).
+fn on_disk(dir: &std::path::Path) -> memgpt_testkit::Running<()> {
+    let config = config(&["--memory-cache-dir", dir.to_str().expect("a UTF-8 temp path"), "--prefix-cache-bytes", "0"]);
+    memgpt_testkit::Running::spawn(move |listener, stop| async move { memgpt_generator::serve(config, listener, stop).await.unwrap() })
+}
+
+fn state_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "kv")).collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_generator_answers_from_disk_and_never_uses_a_damaged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let memories = [("river.md#0", RIVER), ("lighthouse.md#0", LIGHTHOUSE), ("bakery.md#0", BAKERY)];
+    let first = on_disk(dir.path());
+    let mut c = client(first.addr).await;
+    let (computed, _) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
+    let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!((info.memory_cache_misses, info.memory_cache_disk_entries), (3, 3), "{info:?}");
+    assert!(info.memory_cache_disk_bytes > 0);
+    drop(c);
+    first.stopped().await;
+    assert_eq!(state_files(dir.path()).len(), 3, "a stopped generator leaves its states on disk");
+
+    // Restarted on the same directory: the first fused request reads every memory from
+    // disk, computes none, and answers the same.
+    let second = on_disk(dir.path());
+    let mut c = client(second.addr).await;
+    let (from_disk, disk_last) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
+    let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!((info.memory_cache_hits, info.memory_cache_disk_hits, info.memory_cache_misses), (3, 3, 0), "{info:?}");
+    assert_eq!(from_disk, computed);
+    let (_, ram_last) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
+    eprintln!("time to first token: disk hits {:.1} ms, RAM hits {:.1} ms", disk_last.ttft_ms, ram_last.ttft_ms);
+    drop(c);
+    second.stopped().await;
+
+    // One file damaged (a flipped byte): refused by its checksum, its memory computed
+    // again and rewritten; the answer is still the same.
+    let damaged = &state_files(dir.path())[1];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(damaged, bytes).unwrap();
+    let third = on_disk(dir.path());
+    let mut c = client(third.addr).await;
+    let (again, _) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
+    let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!((info.memory_cache_disk_hits, info.memory_cache_disk_errors, info.memory_cache_misses), (2, 1, 1), "{info:?}");
+    assert_eq!(again, computed);
+    drop(c);
+    third.stopped().await;
+    assert_eq!(state_files(dir.path()).len(), 3, "the damaged file was replaced");
 }

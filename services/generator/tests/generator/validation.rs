@@ -49,6 +49,8 @@ async fn bad_requests_are_refused_naming_the_field() {
         ("unknown attend mode", pb::GenerateRequest { attend_mode: 7, ..greedy("hi", 4) }, "`attend_mode`"),
         ("recompute ratio in concat mode", pb::GenerateRequest { attend_mode: pb::AttendMode::Concat as i32, recompute_ratio: Some(0.5), ..greedy("hi", 4) }, "`recompute_ratio`"),
         ("recompute ratio above 1", pb::GenerateRequest { attend_mode: pb::AttendMode::Fused as i32, recompute_ratio: Some(1.5), ..greedy("hi", 4) }, "`recompute_ratio`"),
+        ("recompute rule in concat mode", pb::GenerateRequest { attend_mode: pb::AttendMode::Concat as i32, recompute_rule: pb::RecomputeRule::Query as i32, ..greedy("hi", 4) }, "`recompute_rule`"),
+        ("unknown recompute rule", pb::GenerateRequest { attend_mode: pb::AttendMode::Fused as i32, recompute_rule: 9, ..greedy("hi", 4) }, "`recompute_rule`"),
         ("recompute ratio NaN", pb::GenerateRequest { attend_mode: pb::AttendMode::Fused as i32, recompute_ratio: Some(f32::NAN), ..greedy("hi", 4) }, "`recompute_ratio`"),
         ("prompt too long for the context", greedy(&long_prompt, 4), "`prompt`"),
         ("prompt plus max_new beyond the context", greedy(&near_context, 2048), "`prompt`"),

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use memgpt_proto::generator::v1 as gen;
 
 use crate::client::{describe, ClientArgs, Generator};
-use crate::eval_attend::{median, Pass};
+use crate::eval_attend::{median, FusedPasses, Pass};
 use crate::squad::{stable_hash, Squad};
 
 /// Options of `memgpt bench attend`.
@@ -42,10 +42,9 @@ pub struct AttendBench {
     /// Words kept of each paragraph.
     #[arg(long, default_value_t = 96)]
     memory_words: usize,
-    /// Fused passes, one per recompute ratio (comma-separated; default: one pass at the
-    /// generator's own ratio), each against the same concat runs.
-    #[arg(long, value_delimiter = ',')]
-    recompute_ratio: Vec<f32>,
+    /// Fused passes (each against the same concat runs).
+    #[command(flatten)]
+    fused: FusedPasses,
     /// Tokens generated per request.
     #[arg(long, default_value_t = 16)]
     max_new_tokens: u32,
@@ -64,14 +63,8 @@ struct Sample {
 
 async fn one(mut client: Generator, question: String, memories: Vec<gen::Memory>, pass: Pass, max_new: u32) -> Result<Sample, tonic::Status> {
     let started = Instant::now();
-    let req = gen::GenerateRequest {
-        prompt: question,
-        memories,
-        attend_mode: pass.mode as i32,
-        recompute_ratio: pass.ratio,
-        params: Some(gen::SamplingParams { max_new_tokens: Some(max_new), temperature: Some(0.0), ..Default::default() }),
-        ..Default::default()
-    };
+    let messages = vec![gen::Message { role: "user".into(), content: question }];
+    let req = pass.request(messages, memories, gen::SamplingParams { max_new_tokens: Some(max_new), temperature: Some(0.0), ..Default::default() });
     let mut stream = client.generate(req).await?.into_inner();
     let mut first = None;
     while let Some(msg) = stream.message().await? {
@@ -89,6 +82,7 @@ pub fn attend(args: AttendBench) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0 && args.requests > 0, "--runs and --requests must be at least 1");
     anyhow::ensure!(args.memories.iter().all(|&n| (1..=32).contains(&n)), "--memories: each count must be 1 to 32");
     anyhow::ensure!(args.streams.iter().all(|&n| n >= 1), "--streams: each count must be at least 1");
+    args.fused.passes()?;
     let squad = Squad::load(&args.data)?;
     let pool: Vec<gen::Memory> = squad
         .passages
@@ -109,7 +103,7 @@ async fn run(args: &AttendBench, pool: &[gen::Memory], questions: &[String], cli
     let warm = generator.clone().warm_memories(gen::WarmMemoriesRequest { memories: pool.to_vec(), system: String::new() }).await.map_err(|s| anyhow::anyhow!("warm: {}", describe(&s)))?.into_inner();
     anyhow::ensure!(warm.cached as usize == pool.len(), "only {} of {} memories fit the memory-KV cache; raise its budget", warm.cached, pool.len());
     eprintln!("warmed {} memories ({} MiB)", warm.cached, warm.bytes >> 20);
-    let passes = Pass::all(&args.recompute_ratio);
+    let passes = args.fused.passes()?;
     // Warm-up: one request per pass.
     for &pass in &passes {
         one(generator.clone(), questions[0].clone(), pool[..4].to_vec(), pass, 4).await.map_err(|s| anyhow::anyhow!("warm-up: {}", describe(&s)))?;

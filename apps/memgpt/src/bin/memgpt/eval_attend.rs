@@ -48,11 +48,8 @@ pub struct AttendArgs {
     /// In-process only: leading tokens of each memory recomputed in fused mode.
     #[arg(long)]
     recompute_head_tokens: Option<u32>,
-    /// Fused passes, one per ratio (comma-separated): the share of each memory's other
-    /// tokens recomputed, the most deviating ones (per request; default: one pass at the
-    /// generator's own ratio).
-    #[arg(long, value_delimiter = ',')]
-    recompute_ratio: Vec<f32>,
+    #[command(flatten)]
+    fused: FusedPasses,
     /// In-process only: bytes of memory states the generator keeps (raise it so that several
     /// fused passes find the first pass's memories cached).
     #[arg(long)]
@@ -99,6 +96,19 @@ pub(crate) struct Answer {
     pub(crate) top_ablation: Option<String>,
     /// Extractive: the quote is exactly the answer, at its offsets in the memory it names.
     pub(crate) quote_ok: bool,
+    /// The most likely first tokens and their log-probabilities, most likely first.
+    pub(crate) first: Vec<(u32, f32)>,
+}
+
+/// First tokens whose log-probabilities each answer reports.
+const FIRST_TOKENS: u32 = 64;
+
+/// KL(p ‖ q) of two first-token distributions over p's reported tokens; a token q does not
+/// report gets q's least reported log-probability (at least its own), so the figure is a
+/// lower bound where q's list is cut.
+fn first_token_kl(p: &[(u32, f32)], q: &[(u32, f32)]) -> f64 {
+    let floor = q.last().map_or(f32::NEG_INFINITY, |x| x.1);
+    p.iter().map(|&(t, lp)| f64::from(lp).exp() * f64::from(lp - q.iter().find(|x| x.0 == t).map_or(floor, |x| x.1))).sum()
 }
 
 /// The memory id with the highest `score`.
@@ -115,33 +125,78 @@ pub(crate) fn quote_holds(quote: Option<&gen::Quote>, text: &str, memories: &[(S
     })
 }
 
-/// One pass over the questions: a mode, and in fused mode the recompute ratio (None: the
-/// generator's).
+/// The fused passes asked for: one per recompute rule and ratio.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FusedPasses {
+    /// Fused passes, one per ratio (comma-separated): the share of the memory tokens
+    /// recomputed (per request; default: the generator's own ratio).
+    #[arg(long, value_delimiter = ',')]
+    recompute_ratio: Vec<f32>,
+    /// Fused passes, one per rule (comma-separated): query (the tokens the question attends
+    /// to most), deviation (the ones whose layer-1 states deviate most); default: the
+    /// generator's own rule.
+    #[arg(long, value_delimiter = ',', value_parser = ["query", "deviation"])]
+    recompute_rule: Vec<String>,
+}
+
+impl FusedPasses {
+    /// Concat, then one fused pass per rule and ratio (at the generator's own where unset).
+    pub(crate) fn passes(&self) -> anyhow::Result<Vec<Pass>> {
+        if let Some(r) = self.recompute_ratio.iter().find(|r| !(0.0..=1.0).contains(*r)) {
+            anyhow::bail!("--recompute-ratio: {r} is outside 0..=1");
+        }
+        let ratios: Vec<Option<f32>> = if self.recompute_ratio.is_empty() { vec![None] } else { self.recompute_ratio.iter().copied().map(Some).collect() };
+        let rules: Vec<Option<gen::RecomputeRule>> = if self.recompute_rule.is_empty() {
+            vec![None]
+        } else {
+            self.recompute_rule.iter().map(|r| Some(if r == "query" { gen::RecomputeRule::Query } else { gen::RecomputeRule::Deviation })).collect()
+        };
+        let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None, rule: None, extractive: false }];
+        for &rule in &rules {
+            passes.extend(ratios.iter().map(|&ratio| Pass { mode: gen::AttendMode::Fused, ratio, rule, extractive: false }));
+        }
+        Ok(passes)
+    }
+}
+
+/// One pass over the questions: a mode, and in fused mode the recompute rule and ratio
+/// (None: the generator's).
 #[derive(Clone, Copy)]
 pub(crate) struct Pass {
     pub(crate) mode: gen::AttendMode,
     pub(crate) ratio: Option<f32>,
+    pub(crate) rule: Option<gen::RecomputeRule>,
     pub(crate) extractive: bool,
 }
 
 impl Pass {
-    /// Concat, then one fused pass per ratio (one at the generator's own ratio when none).
-    pub(crate) fn all(ratios: &[f32]) -> Vec<Pass> {
-        let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None, extractive: false }];
-        match ratios {
-            [] => passes.push(Pass { mode: gen::AttendMode::Fused, ratio: None, extractive: false }),
-            ratios => passes.extend(ratios.iter().map(|&r| Pass { mode: gen::AttendMode::Fused, ratio: Some(r), extractive: false })),
-        }
-        passes
-    }
-
     pub(crate) fn name(&self) -> String {
+        let rule = match self.rule {
+            Some(gen::RecomputeRule::Query) => "query:",
+            Some(gen::RecomputeRule::Deviation) => "deviation:",
+            _ => "",
+        };
         let mode = match (self.mode, self.ratio) {
-            (gen::AttendMode::Fused, Some(r)) => format!("fused@{r}"),
+            (gen::AttendMode::Fused, Some(r)) => format!("fused@{rule}{r}"),
+            (gen::AttendMode::Fused, None) if !rule.is_empty() => format!("fused@{}", rule.trim_end_matches(':')),
             (gen::AttendMode::Fused, None) => "fused".into(),
             _ => "concat".into(),
         };
         if self.extractive { format!("{mode}/extractive") } else { mode }
+    }
+
+    /// A Generate request of this pass.
+    pub(crate) fn request(&self, messages: Vec<gen::Message>, memories: Vec<gen::Memory>, params: gen::SamplingParams) -> gen::GenerateRequest {
+        gen::GenerateRequest {
+            messages,
+            memories,
+            attend_mode: self.mode as i32,
+            recompute_ratio: self.ratio,
+            recompute_rule: self.rule.map_or(0, |r| r as i32),
+            params: Some(params),
+            answer_style: if self.extractive { gen::AnswerStyle::Extractive } else { gen::AnswerStyle::Free } as i32,
+            ..Default::default()
+        }
     }
 }
 
@@ -155,25 +210,17 @@ struct Asking {
 
 async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>, pass: Pass, asking: Asking) -> Result<Answer, tonic::Status> {
     let texts: Vec<(String, String)> = memories.iter().map(|m| (m.id.clone(), m.text.clone())).collect();
-    let style = if pass.extractive { gen::AnswerStyle::Extractive } else { gen::AnswerStyle::Free };
     let attribution = if asking.ablation { gen::Attribution::Ablation } else { gen::Attribution::Attention };
     let params = gen::SamplingParams {
         max_new_tokens: Some(asking.max_new),
         temperature: Some(0.0),
         stop: vec!["\n".into()],
         max_sentences: Some(asking.max_sentences),
+        first_token_logprobs: FIRST_TOKENS,
         ..Default::default()
     };
-    let req = gen::GenerateRequest {
-        messages: vec![gen::Message { role: "system".into(), content: INSTRUCTION.into() }, gen::Message { role: "user".into(), content: q.question.clone() }],
-        memories,
-        attend_mode: pass.mode as i32,
-        recompute_ratio: pass.ratio,
-        params: Some(params),
-        answer_style: style as i32,
-        attribution: attribution as i32,
-        ..Default::default()
-    };
+    let messages = vec![gen::Message { role: "system".into(), content: INSTRUCTION.into() }, gen::Message { role: "user".into(), content: q.question.clone() }];
+    let req = gen::GenerateRequest { attribution: attribution as i32, ..pass.request(messages, memories, params) };
     let mut stream = client.generate(req).await?.into_inner();
     while let Some(msg) = stream.message().await? {
         if let Some(last) = msg.r#final {
@@ -181,7 +228,8 @@ async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>,
             let top_share = top_by(&last.attention, |a| &a.memory_id, |a| Some(a.share));
             let top_ablation = top_by(&last.attention, |a| &a.memory_id, |a| a.ablation);
             let quote_ok = quote_holds(last.quote.as_ref(), &last.text, &texts);
-            return Ok(Answer { text: last.text, ttft_ms: last.ttft_ms, prompt_tokens, top_share, top_ablation, quote_ok });
+            let first = last.first_token_logprobs.iter().map(|t| (t.token_id, t.logprob)).collect();
+            return Ok(Answer { text: last.text, ttft_ms: last.ttft_ms, prompt_tokens, top_share, top_ablation, quote_ok, first });
         }
     }
     Err(tonic::Status::unavailable("the stream ended without a final message"))
@@ -197,9 +245,7 @@ pub fn attend(args: AttendArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.others < 64, "--others: {} is more than 63", args.others);
     let tuned = args.recompute_head_tokens.is_some() || args.memory_cache_bytes.is_some();
     anyhow::ensure!(args.addr.is_none() || !tuned, "--recompute-head-tokens and --memory-cache-bytes configure the in-process generator; set them on the server given by --addr");
-    if let Some(r) = args.recompute_ratio.iter().find(|r| !(0.0..=1.0).contains(*r)) {
-        anyhow::bail!("--recompute-ratio: {r} is outside 0..=1");
-    }
+    args.fused.passes()?;
     let squad = Squad::load(&args.data)?;
     let questions = squad.subset(if args.all { usize::MAX } else { args.questions });
     crate::serve::against(args.addr.as_deref(), &args.model, |serve| {
@@ -218,7 +264,7 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
     for style in &args.styles {
         anyhow::ensure!(style == "free" || style == "extractive", "--styles: `{style}` is not an answer style (free, extractive)");
         let wanted = |p: &Pass| args.modes.iter().any(|m| (m == "fused") == (p.mode == gen::AttendMode::Fused));
-        passes.extend(Pass::all(&args.recompute_ratio).into_iter().filter(wanted).map(|p| Pass { extractive: style == "extractive", ..p }));
+        passes.extend(args.fused.passes()?.into_iter().filter(wanted).map(|p| Pass { extractive: style == "extractive", ..p }));
     }
     for m in &args.modes {
         anyhow::ensure!(m == "concat" || m == "fused", "--modes: `{m}` is not an attend mode (concat, fused)");
@@ -240,6 +286,7 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
     println!("memories_per_question {}", args.others + 1);
     println!("recompute_head_tokens {}", after.recompute_head_tokens);
     println!("recompute_ratio {}", after.recompute_ratio);
+    println!("recompute_rule {}", after.recompute_rule().as_str_name());
     for (pass, answers) in passes.iter().zip(&results) {
         let mode = pass.name();
         let em: f64 = questions.iter().zip(answers).map(|(q, a)| exact_match(&a.text, &q.answers)).sum::<f64>() / n * 100.0;
@@ -263,6 +310,14 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
         let Some(base) = passes.iter().position(|p| p.extractive == pass.extractive && p.mode == gen::AttendMode::Concat).filter(|&b| b != i) else { continue };
         let same = results[base].iter().zip(answers).filter(|(a, b)| a.text.trim() == b.text.trim()).count();
         println!("identical_answers[{}] {:.4}", pass.name(), same as f64 / n);
+        // SQuAD's token F1 of this pass's answer against the concat answer as the reference.
+        let agreement: f64 = results[base].iter().zip(answers).map(|(a, b)| f1(&b.text, std::slice::from_ref(&a.text))).sum::<f64>() / n;
+        println!("answer_f1_to_concat[{}] {:.4}", pass.name(), agreement);
+        // The first token's distribution against concat's: the same most likely token, and KL.
+        let top1 = results[base].iter().zip(answers).filter(|(a, b)| a.first.first().map(|x| x.0) == b.first.first().map(|x| x.0)).count();
+        println!("first_token_top1_agreement[{}] {:.4}", pass.name(), top1 as f64 / n);
+        let kl: f64 = results[base].iter().zip(answers).map(|(a, b)| first_token_kl(&a.first, &b.first)).sum::<f64>() / n;
+        println!("first_token_kl_to_concat[{}] {kl:.4}", pass.name());
     }
     println!("prompt_tokens_mean {:.1}", results[0].iter().map(|a| f64::from(a.prompt_tokens)).sum::<f64>() / n);
     println!("memory_cache_hits {}", after.memory_cache_hits - info.memory_cache_hits);

@@ -36,10 +36,14 @@ pub struct ServeArgs {
     /// generator's, 4).
     #[arg(long, env = "MEMGPT_RECOMPUTE_HEAD_TOKENS")]
     pub recompute_head_tokens: Option<u32>,
-    /// Fused mode: share (0 to 1) of each cached memory's other tokens also recomputed, the
-    /// ones whose states deviate most (default: the generator's).
+    /// Fused mode: share (0 to 1) of the cached memory tokens also recomputed, picked by the
+    /// recompute rule (default: the generator's).
     #[arg(long, env = "MEMGPT_RECOMPUTE_RATIO")]
     pub recompute_ratio: Option<f32>,
+    /// Fused mode: which memory tokens are recomputed, `query` or `deviation` (default: the
+    /// generator's, query).
+    #[arg(long, env = "MEMGPT_RECOMPUTE_RULE", value_enum)]
+    pub recompute_rule: Option<memgpt_generator::engine::RecomputeRule>,
     /// Fused mode: bytes of memory key/value states kept (default: the generator's, 1 GiB).
     #[arg(long, env = "MEMGPT_MEMORY_CACHE_BYTES")]
     pub memory_cache_bytes: Option<u64>,
@@ -106,6 +110,9 @@ impl ServeArgs {
         if let Some(r) = self.recompute_ratio {
             anyhow::ensure!((0.0..=1.0).contains(&r), "--recompute-ratio {r} is not between 0 and 1");
             generator.recompute_ratio = r;
+        }
+        if let Some(rule) = self.recompute_rule {
+            generator.recompute_rule = rule;
         }
         if let Some(b) = self.memory_cache_bytes {
             generator.memory_cache_bytes = b;

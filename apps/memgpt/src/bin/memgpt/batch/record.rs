@@ -108,6 +108,7 @@ fn request(v: &Value, default_namespace: &str, defaults: &gen::SamplingParams) -
         seed,
         stop: Vec::new(),
         max_sentences: opt_u32(o, "max_sentences")?,
+        first_token_logprobs: 0,
     };
     let answer_style = match o.get("style").map(|m| m.as_str()) {
         None => gen::AnswerStyle::Unspecified,
