@@ -57,12 +57,12 @@ async fn selective_recompute_of_every_memory_token_is_exactly_concat_and_a_share
     assert_eq!(fused, concat, "fused recomputing every memory token must be concat");
     assert_eq!(fused_last.usage, concat_last.usage);
     let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
-    assert_eq!((info.recompute_ratio, info.recompute_rule()), (0.25, pb::RecomputeRule::Query));
+    assert_eq!((info.recompute_ratio, info.recompute_rule()), (0.25, pb::RecomputeRule::Deviation));
     assert_eq!(info.memory_tokens_reused, 0, "{info:?}");
-    // Ratio 1, query rule (the default): after the first pass every memory but the first
+    // Ratio 1, query rule: after the first pass every memory but the first
     // (whose states are exactly concat's) is recomputed, then the question: concat again,
     // and only the first memory's tokens past its head were reused.
-    let all = pb::GenerateRequest { recompute_ratio: Some(1.0), ..ask(pb::AttendMode::Fused, &memories) };
+    let all = pb::GenerateRequest { recompute_ratio: Some(1.0), recompute_rule: pb::RecomputeRule::Query as i32, ..ask(pb::AttendMode::Fused, &memories) };
     let (fused, fused_last) = collect(&mut c, all).await.unwrap();
     assert_eq!(fused, concat, "the query rule recomputing every memory token must be concat");
     assert_eq!(fused_last.usage, concat_last.usage);

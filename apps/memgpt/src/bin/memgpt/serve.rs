@@ -41,7 +41,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MEMGPT_RECOMPUTE_RATIO")]
     pub recompute_ratio: Option<f32>,
     /// Fused mode: which memory tokens are recomputed, `query` or `deviation` (default: the
-    /// generator's, query).
+    /// generator's, deviation).
     #[arg(long, env = "MEMGPT_RECOMPUTE_RULE", value_enum)]
     pub recompute_rule: Option<memgpt_generator::engine::RecomputeRule>,
     /// Fused mode: bytes of memory key/value states kept (default: the generator's, 1 GiB).
