@@ -10,10 +10,10 @@ RUNS="${1:-3}"
 THREADS="${2:-2}"
 NEW="${3:-64}"
 PY="$ROOT/.venv/bin/python3"
-cargo build --release -p memgpt-generator >/dev/null 2>&1
+cargo build --release -p memgpt --bin memgpt >/dev/null 2>&1
 OUT="$(mktemp)"
 for run in $(seq "$RUNS"); do
-    MEMGPT_LOG=warn target/release/memgpt-generator-bench --streams 1,4,16,32 --new-tokens "$NEW" --threads "$THREADS" | tee -a "$OUT"
+    MEMGPT_LOG=warn target/release/memgpt bench generator --streams 1,4,16,32 --new-tokens "$NEW" --threads "$THREADS" | tee -a "$OUT"
     for n in 1 4 16 32; do
         "$PY" scripts/bench/peers.py llamacpp-batched --streams "$n" --new-tokens "$NEW" --threads "$THREADS" 2>/dev/null | tee -a "$OUT"
     done

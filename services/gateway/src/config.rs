@@ -23,6 +23,20 @@ pub struct GatewayConfig {
     /// Generator service endpoints (comma-separated).
     #[arg(long, env = "MEMGPT_GATEWAY_GENERATOR", value_delimiter = ',', default_value = "http://127.0.0.1:50053")]
     pub generator: Vec<String>,
+    /// How generations choose among the generator endpoints: cache-aware (to the one that
+    /// holds most of the request's memories' key/value states, as far as the gateway sent
+    /// them there, unless its calls in flight exceed the least loaded one's by more than
+    /// --generator-load-bound; Remember's warm goes to that one generator) or
+    /// least-in-flight (warm goes to every generator).
+    #[arg(long, env = "MEMGPT_GATEWAY_GENERATOR_ROUTING", value_enum, default_value = "cache-aware")]
+    pub generator_routing: crate::clients::affinity::Routing,
+    /// The load bound of cache-aware routing, in calls in flight.
+    #[arg(long, env = "MEMGPT_GATEWAY_GENERATOR_LOAD_BOUND", default_value_t = 4)]
+    pub generator_load_bound: usize,
+    /// Memories remembered per generator for cache-aware routing (the least recently sent
+    /// forgotten first; about what a generator's memory-KV cache holds).
+    #[arg(long, env = "MEMGPT_GATEWAY_GENERATOR_ROUTING_ENTRIES", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub generator_routing_entries: u64,
     /// Encoder folder (default: the default encoder under the models directory).
     #[arg(long, env = "MEMGPT_GATEWAY_ENCODER")]
     pub encoder: Option<PathBuf>,

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
 use crate::auth::Auth;
-use crate::clients::{GeneratorClient, MemoryClient, Pool};
+use crate::clients::{GeneratorClient, MemoryClient, Pool, RouteLimits};
 use crate::config::GatewayConfig;
 use crate::error::{GatewayError, Result};
 use crate::flows::chat::Sessions;
@@ -75,7 +75,8 @@ pub async fn serve_with(
         .map_err(|e| GatewayError::invalid("backend_ca", e))?;
     let keepalive = Duration::from_millis(config.backend_keepalive_ms);
     let memory = Pool::new("memory", "memgpt.memory.v1.Memory", &config.memory, links.as_ref(), keepalive)?;
-    let generator = Pool::new("generator", "memgpt.generator.v1.Generator", &config.generator, links.as_ref(), keepalive)?;
+    let limits = RouteLimits { entries: config.generator_routing_entries as usize, load_bound: config.generator_load_bound };
+    let generator = Pool::with_routing("generator", "memgpt.generator.v1.Generator", &config.generator, links.as_ref(), keepalive, limits)?;
     let interval = Duration::from_millis(config.health_interval_ms.max(50));
     memory.spawn_health_checks(interval);
     generator.spawn_health_checks(interval);
@@ -123,7 +124,7 @@ pub async fn serve_with(
                 encoder: Encoder::new(encoder, config.encode_timeout_ms, config.encoder_batch),
                 tokenizer,
                 memory: MemoryClient::new(memory, ms(config.retrieve_timeout_ms), ms(config.write_timeout_ms)),
-                generator: GeneratorClient::new(generator, ms(config.generate_timeout_ms), ms(config.retrieve_timeout_ms)),
+                generator: GeneratorClient::new(generator, ms(config.generate_timeout_ms), ms(config.retrieve_timeout_ms), config.generator_routing),
             });
             Sessions::spawn_expiry(Arc::clone(&gw), sessions, Duration::from_secs(config.session_idle_secs.max(1)));
             let _ = slot.set(Arc::clone(&gw));

@@ -1,6 +1,7 @@
 //! The generator service's calls: a generation stream (retried once elsewhere when the first
-//! endpoint is unreachable: nothing was generated then), warming every healthy replica's
-//! memory-KV cache, and the model's description.
+//! endpoint is unreachable: nothing was generated then), routed cache-aware by its memories
+//! (or to the least loaded generator), warming memory-KV caches where routing will look for
+//! them (or every healthy replica's), and the model's description.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use gen::generator_client::GeneratorClient as Raw;
 use memgpt_proto::generator::v1 as gen;
 use tonic::transport::Channel;
 
+use super::affinity::{self, Routing};
 use super::pool::InFlight;
 use super::{Pool, MAX_MESSAGE_BYTES};
 use crate::error::Result;
@@ -22,6 +24,12 @@ pub struct GeneratorClient {
     pool: Arc<Pool>,
     generate: Duration,
     info: Duration,
+    routing: Routing,
+}
+
+/// The routing keys of a generation's memories (after its system prompt).
+fn keys(system: &str, memories: &[gen::Memory]) -> Vec<u64> {
+    memories.iter().map(|m| affinity::key(system, &m.id, &m.text)).collect()
 }
 
 fn raw(channel: Channel) -> Raw<Channel> {
@@ -29,9 +37,10 @@ fn raw(channel: Channel) -> Raw<Channel> {
 }
 
 impl GeneratorClient {
-    /// Calls over `pool`; generations and warming get `generate`, Info gets `info`.
-    pub fn new(pool: Arc<Pool>, generate: Duration, info: Duration) -> Self {
-        Self { pool, generate, info }
+    /// Calls over `pool`, routed by `routing`; generations and warming get `generate`, Info
+    /// gets `info`.
+    pub fn new(pool: Arc<Pool>, generate: Duration, info: Duration, routing: Routing) -> Self {
+        Self { pool, generate, info, routing }
     }
 
     /// The deadline of a whole generation (its stream included).
@@ -47,19 +56,30 @@ impl GeneratorClient {
     /// Starts a generation on a healthy generator. The [`InFlight`] guard counts it on its
     /// endpoint while the stream lives.
     pub async fn generate(&self, trace: &Trace, req: gen::GenerateRequest) -> Result<(tonic::Streaming<gen::GenerateResponse>, InFlight)> {
+        let keys = match self.routing {
+            Routing::CacheAware => {
+                let system = req.messages.first().filter(|m| m.role == "system").map_or("", |m| m.content.as_str());
+                keys(system, &req.memories)
+            }
+            Routing::LeastInFlight => Vec::new(),
+        };
         self.pool
-            .call(true, |channel| {
+            .call_routed(true, &keys, |channel| {
                 let req = trace.request(req.clone(), self.generate);
                 async move { raw(channel).generate(req).await.map(tonic::Response::into_inner) }
             })
             .await
     }
 
-    /// Asks every healthy generator to cache the states of `memories` after `system`;
-    /// returns how many every one of them now caches. Failures are logged, not returned: a
-    /// generator computes what it misses on first use.
+    /// Asks generators to cache the states of `memories` after `system`: cache-aware, the one
+    /// generator routing will send them to (the memories of one Remember stay together);
+    /// otherwise every healthy one. Returns how many every one asked now caches. Failures are
+    /// logged, not returned: a generator computes what it misses on first use.
     pub async fn warm(&self, trace: &Trace, memories: &[gen::Memory], system: &str) -> u32 {
-        let generators = self.pool.healthy_channels();
+        let generators = match self.routing {
+            Routing::CacheAware => self.pool.routed_channel(&keys(system, memories)).into_iter().collect(),
+            Routing::LeastInFlight => self.pool.healthy_channels(),
+        };
         if generators.is_empty() {
             tracing::warn!("no healthy generator to warm memories on");
             return 0;

@@ -1,12 +1,13 @@
 //! Endpoint pools for the memory and generator services: several addresses, each health
 //! checked in the background (taken out when checks fail, put back when they pass), calls sent
-//! to the healthy endpoint with the fewest calls in flight, and idempotent calls retried once
-//! on UNAVAILABLE against another endpoint. Connections are pinged (HTTP/2 keepalive), so a
+//! to the healthy endpoint with the fewest calls in flight (or, for calls with routing keys,
+//! cache-aware: see [`super::affinity`]), and idempotent calls retried once on UNAVAILABLE
+//! against another endpoint. Connections are pinged (HTTP/2 keepalive), so a
 //! peer whose packets vanish fails its calls instead of hanging them until their deadlines.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -14,6 +15,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+use super::affinity::{self, Candidate, KeySet};
 use crate::error::{GatewayError, Result};
 
 /// Whether a call failed because the endpoint could not be reached (UNAVAILABLE, or a
@@ -38,6 +40,14 @@ pub struct Backend {
     channel: Channel,
     healthy: AtomicBool,
     inflight: AtomicUsize,
+    /// The routing keys last sent here (what its cache likely holds).
+    held: Mutex<KeySet>,
+}
+
+impl Backend {
+    fn held(&self) -> std::sync::MutexGuard<'_, KeySet> {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Counts a call in flight on a backend until dropped (a stream keeps it while it lives).
@@ -55,12 +65,43 @@ pub struct Pool {
     service: &'static str,
     backends: Vec<Arc<Backend>>,
     next: AtomicUsize,
+    /// How far above the least loaded endpoint's calls in flight a routed call may still go
+    /// to the endpoint holding its keys.
+    load_bound: usize,
+}
+
+/// Cache-aware routing of an endpoint pool: per endpoint at most `entries` keys remembered,
+/// and the load bound of [`affinity::choose`].
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLimits {
+    /// Keys remembered per endpoint.
+    pub entries: usize,
+    /// The load bound.
+    pub load_bound: usize,
+}
+
+impl Default for RouteLimits {
+    fn default() -> Self {
+        Self { entries: 4096, load_bound: 4 }
+    }
 }
 
 impl Pool {
     /// A pool over `addrs` (connections are made lazily). `service` is the name health is
     /// asked about.
     pub fn new(name: &'static str, service: &'static str, addrs: &[String], tls: Option<&ClientTlsConfig>, keepalive: Duration) -> Result<Arc<Self>> {
+        Self::with_routing(name, service, addrs, tls, keepalive, RouteLimits::default())
+    }
+
+    /// [`Pool::new`] with the limits of cache-aware routing.
+    pub fn with_routing(
+        name: &'static str,
+        service: &'static str,
+        addrs: &[String],
+        tls: Option<&ClientTlsConfig>,
+        keepalive: Duration,
+        limits: RouteLimits,
+    ) -> Result<Arc<Self>> {
         if addrs.is_empty() {
             return Err(GatewayError::invalid(name, "at least one endpoint is needed"));
         }
@@ -83,9 +124,10 @@ impl Pool {
                 channel: endpoint.connect_lazy(),
                 healthy: AtomicBool::new(true),
                 inflight: AtomicUsize::new(0),
+                held: Mutex::new(KeySet::new(limits.entries)),
             }));
         }
-        Ok(Arc::new(Self { name, service, backends, next: AtomicUsize::new(0) }))
+        Ok(Arc::new(Self { name, service, backends, next: AtomicUsize::new(0), load_bound: limits.load_bound }))
     }
 
     /// Health-checks every endpoint every `interval` until the pool is dropped.
@@ -136,19 +178,39 @@ impl Pool {
 
     /// A channel to the healthy endpoint with the fewest calls in flight.
     pub fn healthy_channel(&self) -> Option<Channel> {
-        self.pick(None).map(|b| b.channel.clone())
+        self.pick(None, &[]).map(|b| b.channel.clone())
     }
 
-    /// The healthy endpoint with the fewest calls in flight (round robin among equals),
-    /// avoiding `exclude`.
-    fn pick(&self, exclude: Option<&str>) -> Option<Arc<Backend>> {
+    /// A channel to the healthy endpoint a call with routing `keys` goes to (cache-aware),
+    /// the keys recorded there; its address too.
+    pub fn routed_channel(&self, keys: &[u64]) -> Option<(String, Channel)> {
+        self.pick(None, keys).map(|b| (b.addr.clone(), b.channel.clone()))
+    }
+
+    /// How many routing keys each endpoint holds, by address.
+    pub fn held_keys(&self) -> Vec<(String, usize)> {
+        self.backends.iter().map(|b| (b.addr.clone(), b.held().len())).collect()
+    }
+
+    /// The healthy endpoint a call goes to, avoiding `exclude`: without routing `keys`, the
+    /// one with the fewest calls in flight (round robin among equals); with them, the one
+    /// [`affinity::choose`] picks, which then records them.
+    fn pick(&self, exclude: Option<&str>, keys: &[u64]) -> Option<Arc<Backend>> {
         let n = self.backends.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
+        let healthy: Vec<&Arc<Backend>> = (0..n)
             .map(|i| &self.backends[(start + i) % n])
             .filter(|b| b.healthy.load(Ordering::Relaxed) && Some(b.addr.as_str()) != exclude)
-            .min_by_key(|b| b.inflight.load(Ordering::Relaxed))
-            .cloned()
+            .collect();
+        let candidates: Vec<Candidate> = healthy
+            .iter()
+            .map(|b| Candidate { held: if keys.is_empty() { 0 } else { b.held().count(keys) }, in_flight: b.inflight.load(Ordering::Relaxed) })
+            .collect();
+        let chosen = healthy[affinity::choose(&candidates, self.load_bound)?];
+        if !keys.is_empty() {
+            chosen.held().insert(keys);
+        }
+        Some(Arc::clone(chosen))
     }
 
     /// Calls `f` on a chosen endpoint; when `idempotent` and the answer is UNAVAILABLE, marks
@@ -159,9 +221,18 @@ impl Pool {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = std::result::Result<T, tonic::Status>>,
     {
+        self.call_routed(idempotent, &[], f).await
+    }
+
+    /// [`Pool::call`] routed by `keys` (cache-aware; none: least in flight).
+    pub async fn call_routed<T, F, Fut>(&self, idempotent: bool, keys: &[u64], f: F) -> Result<(T, InFlight)>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
         let mut tried: Option<String> = None;
         loop {
-            let backend = self.pick(tried.as_deref()).ok_or(GatewayError::Unavailable(self.name))?;
+            let backend = self.pick(tried.as_deref(), keys).ok_or(GatewayError::Unavailable(self.name))?;
             backend.inflight.fetch_add(1, Ordering::Relaxed);
             let guard = InFlight(Arc::clone(&backend));
             match f(backend.channel.clone()).await {

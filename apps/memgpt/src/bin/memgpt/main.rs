@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 mod batch;
 mod bench;
 mod bench_attend;
+mod bench_generator;
+mod bench_store;
 mod client;
 mod commands;
 mod eval;
@@ -95,7 +97,7 @@ enum Command {
         #[command(flatten)]
         args: Option<batch::BatchArgs>,
     },
-    /// Model throughput benchmarks (one JSON line per run).
+    /// Benchmarks: models, the generator through gRPC, the vector store (not tests).
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
@@ -121,6 +123,12 @@ enum BenchCommand {
     Decoder(bench::DecoderBench),
     /// Time to first token and latency, concat against fused with a warm memory-KV cache.
     Attend(bench_attend::AttendBench),
+    /// Generator tokens/s and time to first token through gRPC at several concurrency levels.
+    Generator(bench_generator::GeneratorBench),
+    /// The edge store: upsert rate, index build, Search latency and recall@10 against an exact
+    /// scan, in-process and through gRPC per retrieval mode; beside a Qdrant server with
+    /// --qdrant-url.
+    Store(bench_store::StoreBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,5 +192,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { what: BenchCommand::Encoder(args) } => bench::encoder(args),
         Command::Bench { what: BenchCommand::Decoder(args) } => bench::decoder(args),
         Command::Bench { what: BenchCommand::Attend(args) } => bench_attend::attend(args),
+        Command::Bench { what: BenchCommand::Generator(args) } => bench_generator::generator(args),
+        Command::Bench { what: BenchCommand::Store(args) } => bench_store::store(args),
     }
 }

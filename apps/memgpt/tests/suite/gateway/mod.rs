@@ -10,5 +10,6 @@ mod chunk;
 mod failover;
 mod graph;
 mod ingest;
+mod routing;
 mod tls;
 mod trace;

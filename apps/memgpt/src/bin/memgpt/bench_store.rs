@@ -1,4 +1,4 @@
-//! Benchmark of the edge store (not a test): batch upsert rate, index build time, Search
+//! `memgpt bench store`: benchmark of the edge store (not a test): batch upsert rate, index build time, Search
 //! latency and recall@10 against an exact brute-force scan, in-process and through gRPC, and
 //! Search through gRPC in each retrieval mode (dense, sparse, hybrid), interleaved; with
 //! `--qdrant-url`, the same data in a Qdrant server behind a second memory service (the
@@ -10,20 +10,20 @@
 //! Texts (for BM25) are 60 words drawn from a Zipf-distributed vocabulary of 30,000 words, as
 //! word frequencies in text are; queries are 6 such words.
 //!
-//!     cargo run --release -p memgpt-memory --bin memgpt-memory-bench -- --records 100000
+//!     cargo run --release -p memgpt -- bench store --records 100000
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
 use memgpt_memory::store::edge::{EdgeStore, EdgeStoreConfig};
 use memgpt_memory::store::{Record, Retrieval, SearchQuery, VectorStore};
 use memgpt_proto::memory::v1 as pb;
 use rand::{Rng, SeedableRng};
 use rand_distr::{StandardNormal, Zipf};
 
-#[derive(Debug, Parser)]
-struct Args {
+/// Options of `memgpt bench store`.
+#[derive(Debug, clap::Args)]
+pub struct StoreBench {
     /// Records to insert.
     #[arg(long, default_value_t = 100_000)]
     records: usize,
@@ -132,9 +132,12 @@ fn report(name: &str, mut times: Vec<Duration>) {
     println!("{name}: p50 {:.3} ms, p99 {:.3} ms", percentile(&times, 0.5), percentile(&times, 0.99));
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs `memgpt bench store`.
+pub fn store(args: StoreBench) -> anyhow::Result<()> {
+    crate::commands::runtime()?.block_on(run(args))
+}
+
+async fn run(args: StoreBench) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = args.data_dir.clone().unwrap_or_else(|| tmp.path().join("store"));
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -288,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
 /// The records in a Qdrant collection behind a second memory service; dense Search timed
 /// through the same client on both services, alternating, and recall@10 of each.
 async fn side_by_side(
-    args: &Args,
+    args: &StoreBench,
     url: &str,
     mut edge: pb::memory_client::MemoryClient<tonic::transport::Channel>,
     vectors: &[Vec<f32>],

@@ -1,4 +1,4 @@
-//! `memgpt-generator-bench`: aggregate tokens/s and time to first token through gRPC at several
+//! `memgpt bench generator`: aggregate tokens/s and time to first token through gRPC at several
 //! concurrency levels. Starts a generator in-process on port 0 (or uses `--addr`), sends N
 //! concurrent greedy streams of the shared benchmark prompts (scripts/bench/prompts.txt) and
 //! prints one JSON line per level and run. Not a test; see docs/benchmarks.md.
@@ -6,16 +6,15 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser;
 use memgpt_generator::GeneratorConfig;
 use memgpt_proto::generator::v1 as pb;
 use pb::generator_client::GeneratorClient;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
-#[derive(Debug, Parser)]
-#[command(name = "memgpt-generator-bench", about = "Generator throughput and TTFT through gRPC")]
-struct Args {
+/// Options of `memgpt bench generator`.
+#[derive(Debug, clap::Args)]
+pub struct GeneratorBench {
     /// A running generator; without it one is started in-process.
     #[arg(long)]
     addr: Option<String>,
@@ -146,9 +145,12 @@ async fn one_stream(mut client: GeneratorClient<Channel>, prompt: String, new_to
     anyhow::bail!("stream ended without a final message")
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs `memgpt bench generator`.
+pub fn generator(args: GeneratorBench) -> anyhow::Result<()> {
+    crate::commands::runtime()?.block_on(run(args))
+}
+
+async fn run(args: GeneratorBench) -> anyhow::Result<()> {
     let prompts: Vec<String> = std::fs::read_to_string(&args.prompts)
         .with_context(|| format!("cannot read {}", args.prompts.display()))?
         .lines()
