@@ -51,6 +51,11 @@ async fn fused_asks_go_to_the_generator_that_holds_their_memories() {
     let memory = common::memory(dir.path());
     let generators = [common::generator(), common::generator()];
     let addrs = [generators[0].addr, generators[1].addr];
+    // Both serving before the gateway's first health checks, which would otherwise take a
+    // generator still loading its model out until the next.
+    for addr in addrs {
+        common::serving(addr, "memgpt.generator.v1.Generator").await;
+    }
     let document = gw::Document { id: "lake".into(), text: "Lake Sorrel freezes every winter, from December to March.".into(), ..Default::default() };
     let ask = gw::AskRequest {
         question: "When does Lake Sorrel freeze?".into(),
