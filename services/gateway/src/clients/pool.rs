@@ -187,11 +187,6 @@ impl Pool {
         self.pick(None, keys).map(|b| (b.addr.clone(), b.channel.clone()))
     }
 
-    /// How many routing keys each endpoint holds, by address.
-    pub fn held_keys(&self) -> Vec<(String, usize)> {
-        self.backends.iter().map(|b| (b.addr.clone(), b.held().len())).collect()
-    }
-
     /// The healthy endpoint a call goes to, avoiding `exclude`: without routing `keys`, the
     /// one with the fewest calls in flight (round robin among equals); with them, the one
     /// [`affinity::choose`] picks, which then records them.
