@@ -10,23 +10,15 @@ pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use memgpt_proto::gateway::v1::gateway_client::GatewayClient;
-pub use memgpt_testkit::{data, Bearer};
+pub use memgpt_testkit::{bin_dir, data, Bearer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-
-/// The folder of this build's binaries (next to the running test executable's `deps/`).
-pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let dir = exe.parent().expect("deps/");
-    if dir.ends_with("deps") { dir.parent().expect("profile folder").to_path_buf() } else { dir.to_path_buf() }
-}
 
 /// A service process. Its stderr (JSON logs) is kept for failure messages.
 pub struct Proc {

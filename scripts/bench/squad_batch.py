@@ -13,6 +13,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--questions", type=int, default=1000)
 p.add_argument("--new-tokens", type=int, default=32)
 p.add_argument("--top-k", type=int, default=4)
+p.add_argument("--attend-mode", choices=["concat", "fused"], help="options.attend_mode of every question (default: the gateway's)")
 p.add_argument("--out", required=True)
 args = p.parse_args()
 data = json.load(gzip.open(SQUAD))["data"]
@@ -23,8 +24,10 @@ for a, article in enumerate(data):
             break
         paragraphs.append({"id": f"a{a}-p{n}", "text": para["context"]})
         for qa in para["qas"][: args.questions - len(questions)]:
-            questions.append({"id": qa["id"], "question": qa["question"],
-                              "options": {"top_k": args.top_k, "max_new_tokens": args.new_tokens, "temperature": 0}})
+            options = {"top_k": args.top_k, "max_new_tokens": args.new_tokens, "temperature": 0}
+            if args.attend_mode:
+                options["attend_mode"] = args.attend_mode
+            questions.append({"id": qa["id"], "question": qa["question"], "options": options})
 with open(os.path.join(args.out, "questions.jsonl"), "w") as f:
     f.writelines(json.dumps(q) + "\n" for q in questions)
 with open(os.path.join(args.out, "paragraphs.jsonl"), "w") as f:

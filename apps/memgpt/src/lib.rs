@@ -114,11 +114,11 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StackError>
 pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
     let StackConfig { listen, mut memory, mut generator, mut gateway, ready_within } = config;
     let (stop, _) = watch::channel(false);
-    let until = |stop: &watch::Sender<bool>| {
+    let until = |stop: &watch::Sender<bool>| -> memgpt_server_kit::Shutdown {
         let mut rx = stop.subscribe();
-        async move {
+        Box::pin(async move {
             let _ = rx.wait_for(|s| *s).await;
-        }
+        })
     };
     let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel::<String>();
     let spawn = |name: &'static str, service: Pin<Box<dyn Future<Output = Result<(), StackError>> + Send>>| {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use http::HttpFace;
-pub use lifecycle::{run_service, shutdown_signal, LIVENESS_SERVICE};
+pub use lifecycle::{run_service, shutdown_signal, Serving, Shutdown, LIVENESS_SERVICE};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::pb::health_server::HealthServer;
@@ -156,7 +156,7 @@ impl Server {
     /// from the start: it loads what the service needs and sets [`Health`]; it may run on
     /// (following readiness) until the kit aborts it at stop. Returns `ready`'s error when it
     /// failed.
-    pub async fn serve<E, R>(self, listener: TcpListener, routes: Routes, ready: R, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), E>
+    pub async fn serve<E, R>(self, listener: TcpListener, routes: Routes, ready: R, shutdown: Shutdown) -> Result<(), E>
     where
         R: Future<Output = Result<(), E>> + Send + 'static,
         E: From<ServeError> + Send + 'static,

@@ -27,6 +27,19 @@ pub async fn shutdown_signal() {
 /// a liveness probe on it would restart a healthy process whose backend is down).
 pub const LIVENESS_SERVICE: &str = "liveness";
 
+/// The future that tells a server to stop (drain and return), boxed so that a service's
+/// `serve` is not generic.
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+/// A service's whole run, as its `serve` returns it: boxed, behind a plain function that is
+/// never inlined. The body of an `async fn` is compiled in every crate that awaits it (its
+/// state machine is instantiated where it is polled), so an exported `async fn serve` put
+/// the whole server (tonic, hyper, axum, the service's handlers) into every binary and test
+/// binary that starts one: each service binary was a minute of codegen on 2 cores. Boxed in
+/// the service's own crate, it is compiled once there and the others poll it through a
+/// vtable.
+pub type Serving<E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), E>> + Send + 'static>>;
+
 /// What a service binary does: telemetry from its configuration, listen on `listen`, log the
 /// bound address (field `addr`, which tests and tools read), and `serve` until it returns.
 pub async fn run_service<Fut, E>(
@@ -58,7 +71,7 @@ macro_rules! service_main {
             let (log, format, listen) = (config.log.clone(), config.log_format, config.listen);
             let runtime = tokio::runtime::Runtime::new().map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() });
             let outcome = runtime.and_then(|runtime| {
-                runtime.block_on($crate::run_service($binary, &log, format, listen, |l| $serve(config, l, $crate::shutdown_signal())))
+                runtime.block_on($crate::run_service($binary, &log, format, listen, |l| $serve(config, l, Box::pin($crate::shutdown_signal()))))
             });
             match outcome {
                 Ok(()) => std::process::ExitCode::SUCCESS,

@@ -161,6 +161,21 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The folder of this build's binaries (next to the running test executable's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().expect("deps/");
+    if dir.ends_with("deps") { dir.parent().expect("profile folder").to_path_buf() } else { dir.to_path_buf() }
+}
+
+/// The path of the workspace binary `name` of this build; panics with what to build when it
+/// is missing.
+pub fn built_binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is not built: build the workspace first (cargo build --release --workspace --all-targets)", path.display());
+    path
+}
+
 /// A folder of the shared evaluation data (beside the repository, in `shared/data`).
 pub fn data(name: &str) -> PathBuf {
     let p = root().join("../shared/data").join(name);

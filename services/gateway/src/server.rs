@@ -3,7 +3,6 @@
 //! and one generator endpoint is healthy. With `--http-listen` the OpenAI-compatible HTTP API
 //! (`crate::http`) is served beside it, under the same drain.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use memgpt_models::encoder::bert::Precision;
 use memgpt_models::encoder::{EncoderConfig, EncoderHandle};
 use memgpt_models::text::tokenizer::TextTokenizer;
 use memgpt_proto::gateway::v1::gateway_server::GatewayServer;
-use memgpt_server_kit::{HttpFace, Server, TlsFiles};
+use memgpt_server_kit::{HttpFace, Server, Serving, Shutdown, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
@@ -58,17 +57,17 @@ pub struct Options {
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight calls within the grace period.
-pub async fn serve(config: GatewayConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-    serve_with(config, listener, shutdown, Options::default()).await
+pub fn serve(config: GatewayConfig, listener: TcpListener, shutdown: Shutdown) -> Serving<GatewayError> {
+    serve_with(config, listener, shutdown, Options::default())
 }
 
 /// [`serve`] with [`Options`].
-pub async fn serve_with(
-    config: GatewayConfig,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    options: Options,
-) -> Result<()> {
+#[inline(never)]
+pub fn serve_with(config: GatewayConfig, listener: TcpListener, shutdown: Shutdown, options: Options) -> Serving<GatewayError> {
+    Box::pin(run(config, listener, shutdown, options))
+}
+
+async fn run(config: GatewayConfig, listener: TcpListener, shutdown: Shutdown, options: Options) -> Result<()> {
     let auth = Arc::new(auth(&config)?);
     let device = memgpt_models::device::parse_device(&config.device)?;
     let links = memgpt_server_kit::tls::client(config.backend_ca.as_ref(), config.backend_cert.as_ref(), config.backend_key.as_ref())

@@ -2,13 +2,12 @@
 //! reflection, TLS and the drain). Health is NOT_SERVING until the model is loaded and a
 //! warm-up step ran.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use memgpt_proto::generator::v1::generator_server::GeneratorServer;
 use tch::{Device, Kind};
-use memgpt_server_kit::{Server, TlsFiles};
+use memgpt_server_kit::{Server, Serving, Shutdown, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
@@ -51,7 +50,12 @@ pub fn engine_config(config: &GeneratorConfig) -> Result<EngineConfig> {
 
 /// Serves until `shutdown` resolves, then drains in-flight streams within the grace period
 /// and stops the model thread. Fails when the model cannot be loaded.
-pub async fn serve(config: GeneratorConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+#[inline(never)]
+pub fn serve(config: GeneratorConfig, listener: TcpListener, shutdown: Shutdown) -> Serving<GeneratorError> {
+    Box::pin(run(config, listener, shutdown))
+}
+
+async fn run(config: GeneratorConfig, listener: TcpListener, shutdown: Shutdown) -> Result<()> {
     let server = Server::new(SERVICE_NAME)
         .tls(TlsFiles { cert: config.tls_cert.clone(), key: config.tls_key.clone(), client_ca: config.tls_client_ca.clone() })
         .grace(Duration::from_secs(config.shutdown_grace_secs))

@@ -1,12 +1,11 @@
 //! `serve`: the Memory service on a bound listener (the server kit does health, reflection,
 //! TLS and the drain); the store opens in the background and health follows its state.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use memgpt_proto::memory::v1::memory_server::MemoryServer;
-use memgpt_server_kit::{Server, TlsFiles};
+use memgpt_server_kit::{Server, Serving, Shutdown, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
@@ -76,11 +75,12 @@ async fn sweep(store: std::sync::Weak<dyn VectorStore>, every: Duration) {
 
 /// Serves until `shutdown` resolves, then drains in-flight calls (within the configured grace)
 /// and flushes the store. Fails when the store cannot be opened.
-pub async fn serve(
-    config: MemoryConfig,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+#[inline(never)]
+pub fn serve(config: MemoryConfig, listener: TcpListener, shutdown: Shutdown) -> Serving<MemoryError> {
+    Box::pin(run(config, listener, shutdown))
+}
+
+async fn run(config: MemoryConfig, listener: TcpListener, shutdown: Shutdown) -> Result<()> {
     let server = Server::new(SERVICE_NAME)
         .tls(TlsFiles { cert: config.tls_cert.clone(), key: config.tls_key.clone(), client_ca: config.tls_client_ca.clone() })
         .grace(Duration::from_secs(config.shutdown_grace_secs))

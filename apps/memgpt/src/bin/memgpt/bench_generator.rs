@@ -47,7 +47,7 @@ async fn start_in_process(threads: usize, max_batch: u32, max_waiting: usize) ->
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = memgpt_generator::serve(config, listener, std::future::pending()).await {
+        if let Err(e) = memgpt_generator::serve(config, listener, Box::pin(std::future::pending())).await {
             eprintln!("generator failed: {e}");
             std::process::exit(1);
         }

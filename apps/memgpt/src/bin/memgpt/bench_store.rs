@@ -239,9 +239,9 @@ async fn run(args: StoreBench) -> anyhow::Result<()> {
     server_config.hnsw_ef = args.hnsw_ef;
     server_config.segments_per_shard = args.segments;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(memgpt_memory::serve(server_config, listener, async move {
+    let server = tokio::spawn(memgpt_memory::serve(server_config, listener, Box::pin(async move {
         let _ = stop_rx.await;
-    }));
+    })));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
     let mut client = pb::memory_client::MemoryClient::new(channel);
     // Each query in every mode, the modes' order rotating, so the machine's noise falls on all.
@@ -307,9 +307,9 @@ async fn side_by_side(
     config.dimension = args.dimension as u32;
     config.hnsw_ef = args.hnsw_ef;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(memgpt_memory::serve(config, listener, async move {
+    let server = tokio::spawn(memgpt_memory::serve(config, listener, Box::pin(async move {
         let _ = stop_rx.await;
-    }));
+    })));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect_lazy();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;

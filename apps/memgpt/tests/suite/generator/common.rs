@@ -22,7 +22,7 @@ pub fn config(extra: &[&str]) -> GeneratorConfig {
 /// Starts a server on its own runtime (it outlives every test of the process) and returns
 /// its address; [`client`] waits until it is SERVING.
 pub fn spawn(config: GeneratorConfig) -> SocketAddr {
-    memgpt_testkit::Running::spawn(move |listener, _stop| async move { memgpt_generator::serve(config, listener, std::future::pending()).await.unwrap() }).detach()
+    memgpt_testkit::Running::spawn(move |listener, _stop| async move { memgpt_generator::serve(config, listener, Box::pin(std::future::pending())).await.unwrap() }).detach()
 }
 
 /// The shared server with the default configuration.

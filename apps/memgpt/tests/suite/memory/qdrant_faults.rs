@@ -13,8 +13,8 @@ use memgpt_proto::memory::v1 as pb;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::common::{client, config, record, start, vector, wait_serving};
-use crate::qdrant_nodes::{qdrant_bin, Qdrant};
+use super::common::{client, config, record, start, vector, wait_serving};
+use super::qdrant_nodes::{qdrant_bin, Qdrant};
 
 type Client = pb::memory_client::MemoryClient<Channel>;
 
@@ -91,7 +91,7 @@ async fn every_acknowledged_record_is_there(c: &mut Client, written: &Written) {
 /// acknowledged.
 struct Scene {
     qdrant: Qdrant,
-    server: crate::common::InProcess,
+    server: super::common::InProcess,
     channel: Channel,
     c: Client,
     written: Arc<Mutex<Written>>,

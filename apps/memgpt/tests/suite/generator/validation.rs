@@ -1,7 +1,7 @@
 //! Bad input: every case gets INVALID_ARGUMENT naming the field (or the gRPC size error), and
 //! the server keeps serving.
 
-use crate::common;
+use super::common;
 
 use common::{client, collect, greedy, shared};
 use memgpt_proto::generator::v1 as pb;

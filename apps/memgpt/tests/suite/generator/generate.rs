@@ -1,7 +1,7 @@
 //! The generator over gRPC with the real default model on CPU: batching changes no token,
 //! streaming, sampling, stop strings, memories with attention shares, cancellation.
 
-use crate::common;
+use super::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Every case of the validation list gets INVALID_ARGUMENT naming the field, and nothing is
 //! stored; overload gets RESOURCE_EXHAUSTED at once; on every store of `common::stores`.
 
-use crate::common::{client, record, start, store_config, stores, vector, wait_serving, Store, DIM};
+use super::common::{client, record, start, store_config, stores, vector, wait_serving, Store, DIM};
 use memgpt_proto::memory::v1 as pb;
 use pb::condition::Predicate as P;
 use tonic::Code;

@@ -1,6 +1,7 @@
 //! Cluster tests: the real service binaries as processes (a memory service, two generators, a
-//! gateway) on loopback. Run one at a time (`--test-threads=1`, as scripts/test does); the
-//! long fault and load runs have CI-sized defaults and a full size with `MEMGPT_IT_FULL=1`.
+//! gateway) on loopback, through the harness of the `integration-tests` crate. Run one at a
+//! time (`--test-threads=1`, as scripts/test does); the long fault and load runs have
+//! CI-sized defaults and a full size with `MEMGPT_IT_FULL=1`.
 
 mod bad_input;
 mod e2e;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::common::{client, stores, wait_serving, Store};
+use super::common::{client, stores, wait_serving, Store};
 use memgpt_proto::memory::v1 as pb;
 
 const DIM: usize = 384;
@@ -29,7 +29,7 @@ impl Drop for Service {
 
 /// Starts the real binary on port 0 and reads the bound address from its JSON log.
 fn spawn(data_dir: &Path, store: &Store) -> Service {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memgpt-memory"))
+    let mut child = Command::new(memgpt_testkit::built_binary("memgpt-memory"))
         .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--dimension", &DIM.to_string()])
         .args(&store.flags)
         .arg("--data-dir")

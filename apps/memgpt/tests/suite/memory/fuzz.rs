@@ -1,6 +1,6 @@
 //! Property-based fuzzing of the request validation: it never panics and accepts only what
 //! the store can hold. CI runs a few hundred cases; the long run is
-//! `PROPTEST_CASES=200000 cargo test --release -p memgpt-memory --test memory fuzz`.
+//! `PROPTEST_CASES=200000 cargo test --release -p memgpt --test suite memory::fuzz`.
 
 use memgpt_proto::memory::v1 as pb;
 use proptest::prelude::*;

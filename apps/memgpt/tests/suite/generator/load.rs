@@ -2,7 +2,7 @@
 //! requests gets the excess RESOURCE_EXHAUSTED at once, every accepted request finishes, and
 //! resident memory stays bounded.
 
-use crate::common;
+use super::common;
 
 use std::time::{Duration, Instant};
 

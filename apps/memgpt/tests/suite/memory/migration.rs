@@ -12,7 +12,7 @@ use qdrant_edge::{
     UpdateOperation, VectorStructInternal,
 };
 
-use crate::common::{client, config, start, vector, wait_serving, DIM};
+use super::common::{client, config, start, vector, wait_serving, DIM};
 
 const SHARDS: usize = 4;
 

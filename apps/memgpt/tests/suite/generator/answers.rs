@@ -2,7 +2,7 @@
 //! spans at their offsets in both attend modes, the sentence budget ends a free answer, the
 //! ablation scores every memory, and the bad requests of each are refused naming the field.
 
-use crate::common;
+use super::common;
 
 use common::{client, collect, shared};
 use memgpt_proto::generator::v1 as pb;

@@ -1,7 +1,7 @@
 //! The Memory service over real gRPC, in-process on a port-0 listener, on every store of
 //! `common::stores` (health, reflection and the opening race on edge).
 
-use crate::common::{client, config, record, start, store_config, stores, vector, wait_serving, Store, DIM};
+use super::common::{client, config, record, start, store_config, stores, vector, wait_serving, Store, DIM};
 use memgpt_proto::memory::v1 as pb;
 use tonic::Code;
 
@@ -261,7 +261,7 @@ async fn requests_before_the_store_opens_are_unavailable_not_lost() {
     // A fresh server answers health at once; until SERVING, Memory calls say UNAVAILABLE.
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(dir.path(), &[])).await;
-    let mut c = client(crate::common::channel(server.addr).await);
+    let mut c = client(super::common::channel(server.addr).await);
     match c.count(pb::CountRequest { namespace: String::new() }).await {
         Ok(r) => assert_eq!(r.into_inner().count, 0),
         Err(status) => assert_eq!(status.code(), Code::Unavailable),

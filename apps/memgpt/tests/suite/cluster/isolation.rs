@@ -33,7 +33,7 @@ async fn a_key_never_sees_a_namespace_it_may_not_read() {
     let mut operator = cluster.client(Some("operator-key-00000000")).await.unwrap();
     for ns in namespaces {
         // The same texts in every namespace: only the filter on namespaces keeps them apart.
-        let documents = crate::docs("secret", 10).into_iter().map(|mut d| {
+        let documents = super::docs("secret", 10).into_iter().map(|mut d| {
             d.metadata.insert("owner".into(), ns.into());
             d
         });
@@ -49,7 +49,7 @@ async fn a_key_never_sees_a_namespace_it_may_not_read() {
     }
     let seed: u64 = std::env::var("MEMGPT_IT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let rounds = if crate::full() { 400 } else { 80 };
+    let rounds = if super::full() { 400 } else { 80 };
     // The hops do walk, across namespaces but only the request's: gate -> door-x (x alpha or
     // beta) -> vault-alpha and vault-beta.
     let two = vec!["alpha".to_string(), "beta".to_string()];

@@ -2,7 +2,7 @@
 //! with cached states it answers from the cache (read-through, WarmMemories), attributes
 //! attention per memory, and the memory-KV cache stays within its byte budget.
 
-use crate::common;
+use super::common;
 
 use std::time::Duration;
 

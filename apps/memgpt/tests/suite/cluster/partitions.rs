@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use integration_tests::netns::Net;
 use integration_tests::{Cluster, Options};
 
-use crate::retryable;
+use super::retryable;
 use memgpt_proto::gateway::v1 as gw;
 use memgpt_proto::generator::v1 as gen;
 
@@ -51,10 +51,10 @@ async fn a_generator_cut_off_mid_batch_is_found_and_its_questions_answered_by_th
     if !hosts_or_skip("a_generator_cut_off_mid_batch_is_found_and_its_questions_answered_by_the_other") {
         return;
     }
-    let n = if crate::full() { 200 } else { 32 };
+    let n = if super::full() { 200 } else { 32 };
     let cluster = cluster().await;
     let mut c = cluster.client(None).await.unwrap();
-    c.remember(gw::RememberRequest { namespace: "kb".into(), documents: crate::docs("fact", 20), warm: false, ..Default::default() }).await.unwrap();
+    c.remember(gw::RememberRequest { namespace: "kb".into(), documents: super::docs("fact", 20), warm: false, ..Default::default() }).await.unwrap();
 
     // Each attempt is bounded by the deadline and a margin: one that outlives it hung.
     let bound = Duration::from_millis(DEADLINE_MS + 5_000);
@@ -64,7 +64,7 @@ async fn a_generator_cut_off_mid_batch_is_found_and_its_questions_answered_by_th
         let (mut c, tx, permits) = (c.clone(), tx.clone(), permits.clone());
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
-            let req = crate::fact_question(i);
+            let req = super::fact_question(i);
             let mut failures = Vec::new();
             let outcome = loop {
                 let started = Instant::now();
@@ -116,7 +116,7 @@ async fn a_memory_host_cut_off_is_unavailable_within_the_deadline_and_recovers_w
     }
     let mut cluster = cluster().await;
     let mut c = cluster.client(None).await.unwrap();
-    c.remember(gw::RememberRequest { namespace: "kb".into(), documents: crate::docs("fact", 20), warm: false, ..Default::default() }).await.unwrap();
+    c.remember(gw::RememberRequest { namespace: "kb".into(), documents: super::docs("fact", 20), warm: false, ..Default::default() }).await.unwrap();
     let search = gw::SearchRequest { question: "Record 7 of fact".into(), namespaces: vec!["kb".into()], top_k: Some(3), ..Default::default() };
     assert_eq!(c.search(search.clone()).await.unwrap().into_inner().citations.len(), 3);
 
@@ -156,7 +156,7 @@ async fn with_200_ms_on_every_link_every_call_answers_within_its_deadline() {
     let cluster = Cluster::start(Options { link_delay: Some(delay), ..Default::default() }).await.unwrap();
     let mut c = cluster.client(None).await.unwrap();
     let timed = Instant::now();
-    let r = c.remember(gw::RememberRequest { namespace: "kb".into(), documents: crate::docs("fact", 20), warm: true, ..Default::default() }).await.unwrap();
+    let r = c.remember(gw::RememberRequest { namespace: "kb".into(), documents: super::docs("fact", 20), warm: true, ..Default::default() }).await.unwrap();
     assert!(r.into_inner().results.iter().all(|d| d.status == gw::DocumentStatus::Stored as i32));
     let remember = timed.elapsed();
 

@@ -12,11 +12,11 @@ use memgpt_proto::gateway::v1 as gw;
 async fn bounded_load_sees_only_overload_refusals_and_bounded_memory() {
     let cluster = Cluster::start(Options { generator_args: vec!["--max-waiting".into(), "8".into()], ..Default::default() }).await.unwrap();
     let mut c = cluster.client(None).await.unwrap();
-    c.remember(gw::RememberRequest { namespace: "load".into(), documents: crate::docs("item", 100), warm: false, ..Default::default() }).await.unwrap();
+    c.remember(gw::RememberRequest { namespace: "load".into(), documents: super::docs("item", 100), warm: false, ..Default::default() }).await.unwrap();
     let before = cluster.rss_mib();
     let spec = LoadSpec {
-        clients: if crate::full() { 64 } else { 24 },
-        duration: Duration::from_secs(if crate::full() { 120 } else { 15 }),
+        clients: if super::full() { 64 } else { 24 },
+        duration: Duration::from_secs(if super::full() { 120 } else { 15 }),
         ask_share: 0.3,
         namespace: "load".into(),
         questions: (0..50).map(|i| format!("What is the value of record {i} of item?")).collect(),

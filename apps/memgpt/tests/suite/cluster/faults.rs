@@ -10,7 +10,7 @@ use integration_tests::{wait_serving, Cluster, Options};
 use memgpt_proto::gateway::v1 as gw;
 use memgpt_proto::memory::v1 as mem;
 
-use crate::retryable;
+use super::retryable;
 
 async fn memory_count(addr: std::net::SocketAddr, namespace: &str) -> u64 {
     let mut m = mem::memory_client::MemoryClient::connect(format!("http://{addr}")).await.unwrap();
@@ -19,11 +19,11 @@ async fn memory_count(addr: std::net::SocketAddr, namespace: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_killed_during_remember_keeps_every_acknowledged_chunk() {
-    let total = if crate::full() { 10_000 } else { 2_000 };
+    let total = if super::full() { 10_000 } else { 2_000 };
     let per_call = 100;
     let mut cluster = Cluster::start(Options { generators: 1, ..Default::default() }).await.unwrap();
     let client = cluster.client(None).await.unwrap();
-    let all = crate::docs("chunk", total);
+    let all = super::docs("chunk", total);
     let batches: Vec<Vec<gw::Document>> = all.chunks(per_call).map(<[_]>::to_vec).collect();
 
     // Two calls in flight; SIGKILL the memory service once half the documents are acknowledged.
@@ -94,17 +94,17 @@ async fn memory_killed_during_remember_keeps_every_acknowledged_chunk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generator_killed_during_a_batch_loses_no_question() {
-    let n = if crate::full() { 200 } else { 40 };
+    let n = if super::full() { 200 } else { 40 };
     let mut cluster = Cluster::start(Options::default()).await.unwrap();
     let mut c = cluster.client(None).await.unwrap();
-    c.remember(gw::RememberRequest { namespace: "kb".into(), documents: crate::docs("fact", 20), warm: false, ..Default::default() }).await.unwrap();
+    c.remember(gw::RememberRequest { namespace: "kb".into(), documents: super::docs("fact", 20), warm: false, ..Default::default() }).await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
     for i in 0..n {
         let (mut c, tx, permits) = (c.clone(), tx.clone(), permits.clone());
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
-            let req = crate::fact_question(i);
+            let req = super::fact_question(i);
             // The batch client's rule: retry retryable statuses with backoff.
             let mut attempts = 0;
             let outcome = loop {

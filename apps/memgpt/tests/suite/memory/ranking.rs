@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use memgpt_proto::memory::v1 as pb;
 
-use crate::common::{client, config, record, start, store_config, stores, vector, wait_serving, InProcess, Store};
+use super::common::{client, config, record, start, store_config, stores, vector, wait_serving, InProcess, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qdrant_collection_of_an_older_version_is_refused_with_what_to_do() {
@@ -19,7 +19,7 @@ async fn a_qdrant_collection_of_an_older_version_is_refused_with_what_to_do() {
     use qdrant_client::qdrant::{CreateCollectionBuilder, Distance, VectorParamsBuilder};
     let collection = format!("memgpt-test-old-{}", uuid::Uuid::new_v4().simple());
     let client = qdrant_client::Qdrant::from_url(&url).skip_compatibility_check().build().unwrap();
-    let dense_only = CreateCollectionBuilder::new(&collection).vectors_config(VectorParamsBuilder::new(crate::common::DIM as u64, Distance::Cosine));
+    let dense_only = CreateCollectionBuilder::new(&collection).vectors_config(VectorParamsBuilder::new(super::common::DIM as u64, Distance::Cosine));
     client.create_collection(dense_only).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &["--store", "qdrant", "--qdrant-url", &url, "--qdrant-collection", &collection]);
