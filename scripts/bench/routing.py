@@ -6,10 +6,12 @@ a gateway, started afresh for every run; the SQuAD paragraphs remembered (not wa
 and the memory-KV lookups (hits, misses) summed over both generators' /metrics, with how many
 generations each generator ran. The routing rule alternates run by run; medians at the end.
 
-Usage: .venv/bin/python3 scripts/bench/routing.py [--questions 40] [--top-k 3] [--new-tokens 16]
-       [--runs 3] [--concurrency 8]   (build first: cargo build --release --workspace)
-The workload is scripts/bench/squad_batch.py's: the first N questions of the public SQuAD file
-(about five per paragraph) and their paragraphs.
+Usage: .venv/bin/python3 scripts/bench/routing.py [--questions 40] [--per-paragraph 5]
+       [--articles 5] [--top-k 3] [--new-tokens 16] [--runs 3] [--concurrency 8] [--load-bound 4]
+       (build first: cargo build --release --workspace)
+The workload is scripts/bench/squad_batch.py's: questions that share passages (the first five
+questions of each paragraph in order, 40 in all, so 8 paragraphs), with every paragraph of the
+first 5 articles of the public SQuAD file remembered.
 """
 
 import argparse
@@ -78,7 +80,7 @@ def memgpt(*args, env):
     return subprocess.run([os.path.join(BIN, "memgpt"), *args], env=env, check=True, capture_output=True, text=True).stdout
 
 
-def run(routing, work, concurrency):
+def run(routing, work, concurrency, load_bound):
     run_dir = os.path.join(work, f"run-{routing}-{time.time_ns()}")
     os.makedirs(run_dir)
     log = lambda n: os.path.join(run_dir, f"{n}.log")
@@ -86,7 +88,7 @@ def run(routing, work, concurrency):
     gens = [Proc("memgpt-generator", ["--threads", "1", "--device", "cpu", "--metrics-listen", "127.0.0.1:0"], log(f"generator{i}")) for i in range(2)]
     procs += [g.wait("grpc", "metrics") for g in gens]
     gateway = Proc("memgpt-gateway", ["--memory", f"http://{procs[0].addrs['grpc']}", "--generator", ",".join(f"http://{g.addrs['grpc']}" for g in gens),
-                                      "--no-auth", "--device", "cpu", "--encoder-threads", "1", "--generator-routing", routing], log("gateway")).wait("grpc")
+                                      "--no-auth", "--device", "cpu", "--encoder-threads", "1", "--generator-routing", routing, "--generator-load-bound", str(load_bound)], log("gateway")).wait("grpc")
     procs.append(gateway)
     try:
         env = dict(os.environ, MEMGPT_ADDR=f"http://{gateway.addrs['grpc']}")
@@ -106,7 +108,7 @@ def run(routing, work, concurrency):
         ok = sum(json.loads(l)["status"] == "ok" for l in open(answers))
         per = [lookups(g.addrs["metrics"]) for g in gens]
         hits, misses = sum(p[0] for p in per), sum(p[1] for p in per)
-        return {"routing": routing, "questions": ok, "seconds": round(seconds, 2), "questions_per_s": ok / seconds,
+        return {"routing": routing, "load_bound": load_bound, "questions": ok, "seconds": round(seconds, 2), "questions_per_s": ok / seconds,
                 "memory_kv_hits": hits, "memory_kv_misses": misses, "hit_rate": hits / max(hits + misses, 1),
                 "generations_per_generator": [p[2] for p in per]}
     finally:
@@ -119,17 +121,21 @@ def main():
     a.add_argument("--questions", type=int, default=40)
     a.add_argument("--top-k", type=int, default=3)
     a.add_argument("--new-tokens", type=int, default=16)
+    a.add_argument("--per-paragraph", type=int, default=5)
+    a.add_argument("--articles", type=int, default=5)
     a.add_argument("--runs", type=int, default=3)
     a.add_argument("--concurrency", type=int, default=8)
+    a.add_argument("--load-bound", type=int, default=4, help="the gateway's --generator-load-bound")
     args = a.parse_args()
     work = tempfile.mkdtemp(prefix="memgpt-routing-")
     try:
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench", "squad_batch.py"), "--questions", str(args.questions), "--top-k", str(args.top_k),
-                        "--new-tokens", str(args.new_tokens), "--attend-mode", "fused", "--out", work], check=True)
+                        "--new-tokens", str(args.new_tokens), "--per-paragraph", str(args.per_paragraph), "--articles", str(args.articles),
+                        "--attend-mode", "fused", "--out", work], check=True)
         rows = []
         for _ in range(args.runs):
             for routing in ("least-in-flight", "cache-aware"):
-                row = run(routing, work, args.concurrency)
+                row = run(routing, work, args.concurrency, args.load_bound)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     finally:
