@@ -77,7 +77,10 @@ def lookups(metrics_addr):
 
 
 def memgpt(*args, env):
-    return subprocess.run([os.path.join(BIN, "memgpt"), *args], env=env, check=True, capture_output=True, text=True).stdout
+    r = subprocess.run([os.path.join(BIN, "memgpt"), *args], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"memgpt {args[0]} failed ({r.returncode}): {r.stderr.strip()}")
+    return r.stdout
 
 
 def run(routing, work, concurrency, load_bound):
