@@ -168,14 +168,6 @@ pub fn bin_dir() -> PathBuf {
     if dir.ends_with("deps") { dir.parent().expect("profile folder").to_path_buf() } else { dir.to_path_buf() }
 }
 
-/// The path of the workspace binary `name` of this build; panics with what to build when it
-/// is missing.
-pub fn built_binary(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    assert!(path.exists(), "{} is not built: build the workspace first (cargo build --release --workspace --all-targets)", path.display());
-    path
-}
-
 /// A folder of the shared evaluation data (beside the repository, in `shared/data`).
 pub fn data(name: &str) -> PathBuf {
     let p = root().join("../shared/data").join(name);

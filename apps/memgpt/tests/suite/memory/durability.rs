@@ -3,56 +3,24 @@
 //! restart on the same directory or collection: every acknowledged record is there and Count
 //! agrees. On every store of `common::stores`.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use integration_tests::Proc;
 
 use super::common::{client, stores, wait_serving, Store};
 use memgpt_proto::memory::v1 as pb;
 
 const DIM: usize = 384;
 
-struct Service {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the real binary on port 0 and reads the bound address from its JSON log.
-fn spawn(data_dir: &Path, store: &Store) -> Service {
-    let mut child = Command::new(memgpt_testkit::built_binary("memgpt-memory"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--dimension", &DIM.to_string()])
-        .args(&store.flags)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("memgpt-memory starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-            if let Some(addr) = json["fields"]["addr"].as_str() {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
-                }
-            }
-        }
-    });
-    let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the service logs its address");
-    Service { child, addr }
+/// Starts the real binary on port 0 (the cluster harness reads its address from its log and
+/// kills it on drop).
+fn spawn(data_dir: &Path, store: &Store) -> Proc {
+    let mut args = vec!["--dimension".to_string(), DIM.to_string()];
+    args.extend(store.flags.iter().cloned());
+    args.extend(["--data-dir".to_string(), data_dir.to_str().expect("a UTF-8 temp path").to_string()]);
+    Proc::spawn("memgpt-memory", "127.0.0.1:0", &args).expect("memgpt-memory starts")
 }
 
 fn vector(i: u64) -> Vec<f32> {
@@ -124,8 +92,7 @@ async fn survives_kill_9(store: &Store) {
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    service.child.kill().unwrap(); // SIGKILL
-    service.child.wait().unwrap();
+    service.kill9();
     running.store(false, Ordering::SeqCst);
     writer.await.unwrap();
     acknowledged.extend(extra_acked.lock().unwrap().iter().cloned());
