@@ -8,9 +8,9 @@
 //! file, and checked on reading together with the tokens and shapes, so states of other
 //! weights, another prefix or another text are never used; a CRC-32 of the whole file
 //! catches torn or damaged files, which are deleted and counted (`memory_cache_disk_errors`)
-//! and their memory computed again. Files are written by a writer thread (to a temporary
-//! name, then renamed), so the model thread never waits on a disk write; least recently used
-//! files go first when the budget is reached.
+//! and their memory computed again. Files are encoded, checksummed and written by a writer
+//! thread (to a temporary name, then renamed), so the model thread never waits on a copy, a
+//! checksum or a disk write; least recently used files go first when the budget is reached.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -32,7 +32,9 @@ const SUFFIX: &str = "kv";
 
 /// What the writer thread does, in order.
 enum Write {
-    Put(PathBuf, Vec<u8>),
+    /// States to encode and write: handles sharing the cached tensors' storage (a tensor
+    /// handle may move to another thread, not be shared with one).
+    Put(PathBuf, MemoryKv, [u8; 32]),
     Remove(PathBuf),
 }
 
@@ -119,8 +121,9 @@ impl DiskTier {
             .spawn(move || {
                 for w in rx {
                     match w {
-                        Write::Put(path, bytes) => {
+                        Write::Put(path, kv, digest) => {
                             let tmp = path.with_extension("tmp");
+                            let Some(bytes) = encode(&kv, &digest) else { continue };
                             if let Err(err) = std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, &path)) {
                                 tracing::warn!(path = %path.display(), error = %err, "writing memory states failed");
                                 let _ = std::fs::remove_file(&tmp);
@@ -196,15 +199,16 @@ impl DiskTier {
     pub(super) fn store(&mut self, prefix: &[u32], key: u64, kv: &MemoryKv) {
         let digest = self.digest(prefix, key, &kv.tokens);
         let name = Self::name(&digest);
-        let Some(bytes) = encode(kv, &digest) else { return };
-        let size = bytes.len() as u64;
+        let Some(size) = encoded_len(kv) else { return };
         if size > self.budget || self.files.contains_key(&name) {
             return;
         }
         self.clock += 1;
         self.bytes += size;
         self.files.insert(name.clone(), File { bytes: size, last_used: self.clock });
-        self.send(Write::Put(self.dir.join(name), bytes));
+        let handles = |ts: &[Tensor]| ts.iter().map(Tensor::shallow_clone).collect();
+        let shared = MemoryKv { tokens: kv.tokens.clone(), base: kv.base, keys: handles(&kv.keys), values: handles(&kv.values) };
+        self.send(Write::Put(self.dir.join(name), shared, digest));
         self.evict();
         self.publish();
     }
@@ -247,6 +251,18 @@ impl Drop for DiskTier {
     }
 }
 
+/// The length of `kv`'s file (header, tokens, states, checksum); None for a dtype the tier
+/// does not store.
+fn encoded_len(kv: &MemoryKv) -> Option<u64> {
+    let first = kv.keys.first()?;
+    kind_code(first.kind())?;
+    let states: usize = kv.keys.iter().chain(&kv.values).map(|t| t.numel() * t.kind().elt_size_in_bytes()).sum();
+    Some((HEADER + 4 * kv.tokens.len() + states + 4) as u64)
+}
+
+/// Bytes before the tokens: magic, digest, base, four u32 sizes, the dtype code.
+const HEADER: usize = 8 + 32 + 8 + 16 + 1;
+
 /// The file of `kv`: magic, digest, base, token count, layers, heads, head width, dtype,
 /// tokens, each layer's keys then values, CRC-32 of all before it. None for a dtype the tier
 /// does not store.
@@ -279,7 +295,7 @@ fn encode(kv: &MemoryKv, digest: &[u8; 32]) -> Option<Vec<u8>> {
 
 /// The states in `bytes`, checked against the digest and tokens asked for.
 fn decode(bytes: &[u8], digest: &[u8; 32], tokens: &[u32], device: Device) -> std::result::Result<MemoryKv, String> {
-    let body = bytes.len().checked_sub(4).filter(|&n| n >= 61).ok_or("the file is too short")?;
+    let body = bytes.len().checked_sub(4).filter(|&n| n >= HEADER).ok_or("the file is too short")?;
     let crc = u32::from_le_bytes(bytes[body..].try_into().expect("4 bytes"));
     if crc32fast::hash(&bytes[..body]) != crc {
         return Err("checksum mismatch".into());
@@ -291,7 +307,7 @@ fn decode(bytes: &[u8], digest: &[u8; 32], tokens: &[u32], device: Device) -> st
     let base = i64::from_le_bytes(bytes[40..48].try_into().expect("8 bytes"));
     let (n, layers, heads, dim) = (u32_at(48), u32_at(52), u32_at(56), u32_at(60));
     let kind = code_kind(bytes[64]).ok_or("unknown dtype")?;
-    let mut at = 65;
+    let mut at = HEADER;
     let stored: Vec<u32> = (0..n as usize).map(|i| u32_at(at + 4 * i) as u32).collect();
     if stored != tokens {
         return Err("other tokens".into());
@@ -328,6 +344,7 @@ mod tests {
         let digest = [9u8; 32];
         let original = kv(&[5, 6, 7]);
         let bytes = encode(&original, &digest).expect("f32 is stored");
+        assert_eq!(Some(bytes.len() as u64), encoded_len(&original));
         let back = decode(&bytes, &digest, &[5, 6, 7], Device::Cpu).expect("a whole file");
         assert_eq!(back.base, 7);
         for (a, b) in original.keys.iter().chain(&original.values).zip(back.keys.iter().chain(&back.values)) {

@@ -105,10 +105,10 @@ impl Fused {
         let computed = model.memory_kv_after(prefix, &tokens)?;
         let mut out = Vec::with_capacity(computed.len());
         for ((key, _), kv) in memories.iter().zip(computed) {
+            let kv = Arc::new(kv);
             if let Some(disk) = self.disk.as_mut() {
                 disk.store(prefix_tokens, *key, &kv);
             }
-            let kv = Arc::new(kv);
             let cached = self.keep(*key, Arc::clone(&kv));
             out.push((kv, cached));
         }
