@@ -68,6 +68,12 @@ impl KeySet {
         }
     }
 
+    /// Forgets every key.
+    pub fn clear(&mut self) {
+        self.last.clear();
+        self.order.clear();
+    }
+
     /// Keys held.
     pub fn len(&self) -> usize {
         self.last.len()

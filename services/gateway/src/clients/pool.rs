@@ -48,6 +48,13 @@ impl Backend {
     fn held(&self) -> std::sync::MutexGuard<'_, KeySet> {
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Forgets what the endpoint was sent: once it is unreachable or not serving, it may come
+    /// back as a new process with an empty cache, and a request routed by the old record (the
+    /// keys of the very call that failed included) would miss there.
+    fn forget_held(&self) {
+        self.held().clear();
+    }
 }
 
 /// Counts a call in flight on a backend until dropped (a stream keeps it while it lives).
@@ -154,6 +161,9 @@ impl Pool {
                 tokio::time::timeout(timeout.max(Duration::from_secs(1)), client.check(request)).await,
                 Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
             );
+            if !ok {
+                b.forget_held();
+            }
             if b.healthy.swap(ok, Ordering::Relaxed) != ok {
                 tracing::warn!(backend = self.name, addr = %b.addr, healthy = ok, "endpoint health changed");
             }
@@ -235,6 +245,7 @@ impl Pool {
                 Err(status) if unreachable(&status) => {
                     let status = tonic::Status::unavailable(status.message().to_string());
                     backend.healthy.store(false, Ordering::Relaxed);
+                    backend.forget_held();
                     tracing::warn!(backend = self.name, addr = %backend.addr, error = %status.message(), "endpoint unavailable; taken out until healthy");
                     if idempotent && tried.is_none() && self.backends.len() > 1 {
                         tried = Some(backend.addr.clone());

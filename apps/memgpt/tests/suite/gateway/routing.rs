@@ -35,6 +35,11 @@ fn the_routing_record_forgets_the_least_recently_used() {
     }
     assert_eq!(s.len(), 3);
     assert_eq!(s.count(&[1, 100, 101]), 3);
+    // An endpoint found down is forgotten whole (it may come back with an empty cache).
+    s.clear();
+    assert!(s.is_empty() && s.count(&[1, 100, 101]) == 0);
+    s.insert(&[7]);
+    assert_eq!((s.len(), s.count(&[7])), (1, 1));
     let k = key("s", "a", "t");
     assert_eq!(k, key("s", "a", "t"));
     assert!(k != key("s2", "a", "t") && k != key("s", "b", "t") && k != key("s", "a", "t2"));
