@@ -18,6 +18,7 @@ use memgpt_models::llama::ragged::SeqStep;
 
 use super::job::{Job, RecomputeRule, WarmJob};
 use super::disk::DiskTier;
+use super::rescore::Rescore;
 use super::memcache::{scoped_key, MemoryCache};
 use super::prefix::PrefixCache;
 use super::sequence::Pending;
@@ -150,13 +151,16 @@ impl Fused {
             let kv = hit.or_else(|| fresh.get(key).cloned()).expect("every memory was found or computed");
             model.place_memory(cache, a as i64, &kv)?;
             let rest = (b - a).saturating_sub(head);
-            // The query rule's second pass takes back what it recomputes (the scheduler).
             reused += match job.recompute_rule {
                 RecomputeRule::Deviation => rest as u64 - (rest as f32 * ratio).ceil() as u64,
                 RecomputeRule::Query => rest as u64,
             };
         }
-        self.stats.memory_tokens_reused.fetch_add(reused, Ordering::Relaxed);
+        // A query-rule recompute counts its reuse once its second pass is planned (the
+        // scheduler), so a request cancelled before then counts none.
+        if !Rescore::applies(job) {
+            self.stats.memory_tokens_reused.fetch_add(reused, Ordering::Relaxed);
+        }
         tracing::debug!(parent: &job.span, memories = spans.len(), hits, misses = missing.len(), reused_tokens = reused, "memories laid in");
         let exact = fused_plan(computed, &spans, head, job.memory_end, job.prompt.len());
         Ok(with_candidates(&exact, &spans, computed, ratio > 0.0 && job.recompute_rule == RecomputeRule::Deviation))

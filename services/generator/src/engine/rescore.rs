@@ -34,13 +34,16 @@ pub(super) struct Rescore {
     scores: Vec<f32>,
     /// Candidates the first pass computed anyway (each memory's head).
     heads: Vec<bool>,
+    /// Memory positions of every memory laid in from the cache (all but each head); what the
+    /// second pass does not recompute of them counts as reused once it is planned.
+    laid: usize,
 }
 
 impl Rescore {
     /// The recompute of `job`, when it has one: fused, the query rule, a ratio above 0 and at
     /// least two memories; `head` leading tokens of each memory are computed in the first pass.
     pub(super) fn of(job: &Job, head: usize) -> Option<Self> {
-        if !job.fused || job.recompute_rule != RecomputeRule::Query || job.recompute_ratio <= 0.0 || job.spans.len() < 2 {
+        if !Self::applies(job) {
             return None;
         }
         let (start, end) = (job.spans[1].0 as usize, job.memory_end);
@@ -49,7 +52,14 @@ impl Rescore {
             let (a, b) = (a as usize - start, b as usize - start);
             heads[a..b.min(a + head)].fill(true);
         }
-        Some(Self { start, end, tail: job.memory_end, ratio: job.recompute_ratio, scores: vec![0.0; end - start], heads })
+        let laid = job.spans.iter().map(|&(a, b)| ((b - a) as usize).saturating_sub(head)).sum();
+        Some(Self { start, end, tail: job.memory_end, ratio: job.recompute_ratio, scores: vec![0.0; end - start], heads, laid })
+    }
+
+    /// Whether `job` has a query-rule recompute: fused, the query rule, a ratio above 0 and
+    /// at least two memories.
+    pub(super) fn applies(job: &Job) -> bool {
+        job.fused && job.recompute_rule == RecomputeRule::Query && job.recompute_ratio > 0.0 && job.spans.len() >= 2
     }
 
     /// What the first pass reports.
@@ -65,8 +75,8 @@ impl Rescore {
     }
 
     /// The second pass: the selected memory positions and the question (`tail..total`), as
-    /// pending ranges in order; and how many memory positions it recomputes that the first
-    /// pass took from the cache.
+    /// pending ranges in order; and how many memory positions stay as laid in from the cache
+    /// (the reused tokens).
     pub(super) fn plan(&self, total: usize) -> (VecDeque<Pending>, usize) {
         let budget = (self.scores.len() as f32 * self.ratio).ceil() as usize;
         let chosen = select(&self.scores, budget, WINDOW);
@@ -79,7 +89,8 @@ impl Rescore {
             push(self.start + i, self.start + i + 1);
         }
         push(self.tail, total);
-        (out, chosen.iter().zip(&self.heads).filter(|(&c, &h)| c && !h).count())
+        let recomputed = chosen.iter().zip(&self.heads).filter(|(&c, &h)| c && !h).count();
+        (out, self.laid - recomputed)
     }
 }
 
@@ -133,15 +144,16 @@ mod tests {
     fn the_second_pass_is_the_chosen_positions_then_the_question() {
         let mut heads = vec![false; 40];
         heads[..2].fill(true);
-        let mut r = Rescore { start: 20, end: 60, tail: 60, ratio: 0.25, scores: vec![0.0; 40], heads };
+        // Two memories of 20 tokens and 40 candidates (heads of 2): 36 positions laid in.
+        let mut r = Rescore { start: 20, end: 60, tail: 60, ratio: 0.25, scores: vec![0.0; 40], heads, laid: 36 };
         let mut got = vec![0.0; 40];
         got[5] = 1.0;
         r.add(&got);
         r.add(&got);
         assert_eq!(r.scores[5], 2.0);
-        let (plan, recomputed) = r.plan(70);
-        // Ten chosen, two of them a head the first pass computed.
-        assert_eq!(recomputed, 8);
+        let (plan, reused) = r.plan(70);
+        // Ten chosen, two of them a head the first pass computed: 8 of the laid-in recomputed.
+        assert_eq!(reused, 28);
         let p = |from, to| Pending { from, to, candidate: false };
         // Token 25 and its window (21..30), then the next best (20, ties go left to right);
         // the ranges merge, then the question.

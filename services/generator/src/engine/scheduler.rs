@@ -337,13 +337,13 @@ impl Scheduler {
         if !seq.pending.is_empty() {
             return;
         }
-        let (plan, recomputed) = rescore.plan(seq.job.prompt.len());
+        let (plan, reused) = rescore.plan(seq.job.prompt.len());
         seq.rescore = None;
         // The second pass rewrites positions from its first on.
         seq.cache.set_filled(plan.front().map_or(seq.job.prompt.len(), |p| p.from) as i64);
         seq.pending = plan;
-        self.stats.memory_tokens_reused.fetch_sub(recomputed as u64, Ordering::Relaxed);
-        tracing::debug!(parent: &seq.job.span, recomputed, "memory tokens chosen by the question");
+        self.stats.memory_tokens_reused.fetch_add(reused as u64, Ordering::Relaxed);
+        tracing::debug!(parent: &seq.job.span, reused_tokens = reused, "memory tokens chosen by the question");
     }
 
     /// Each memory's attention share, normalised over the memories (they sum to 1), and its
