@@ -107,8 +107,8 @@ pub struct GeneratorConfig {
     /// Which memory tokens the fused mode recomputes: `query` (the ones the question attends
     /// to most, found by one pass of the question over the laid-in memories) or `deviation`
     /// (the ones whose layer-1 states deviate most from the cached ones, CacheBlend). The
-    /// default stays the measured one (deviation at 0.85) until the query rule is measured on
-    /// the SQuAD subset (docs/benchmarks.md).
+    /// default is the more faithful of the two on the SQuAD subset; the query rule at 0.7 is
+    /// about as faithful and somewhat faster to the first token (docs/benchmarks.md).
     #[arg(long, env = "MEMGPT_GENERATOR_RECOMPUTE_RULE", value_enum, default_value_t = RecomputeRule::Deviation)]
     pub recompute_rule: RecomputeRule,
     /// Directory where the memory-KV cache also keeps states on disk, so a restarted generator
