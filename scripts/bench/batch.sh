@@ -3,8 +3,10 @@
 # fused attend mode, beside a plain Python pipeline (sentence-transformers, qdrant-client's
 # local mode, transformers' generate) on the same SQuAD questions, paragraphs, models, top_k,
 # greedy max_new_tokens and thread count; runs alternate; prints each run's JSON line and the
-# medians. Not a test. Needs, in .venv: pip install qdrant-client sentence-transformers
-# transformers gguf accelerate "torch==2.11.0".
+# medians. Not a test. Needs the peer installed once (the versions of the figures in
+# docs/benchmarks.md):
+#   .venv/bin/pip install "qdrant-client==1.20.0" "sentence-transformers==6.3.0" \
+#       "transformers==5.25.0" "gguf==0.19.0" "accelerate==1.16.0" torch==2.11.0
 #
 # Workloads (every paragraph of the first 5 articles remembered, 288; top 3; 40 questions):
 #   spread  the first question of each paragraph: every question reads other passages

@@ -95,6 +95,7 @@ impl GeneratorService {
             fused: checked.fused,
             recompute_ratio: checked.recompute_ratio.unwrap_or(self.config.recompute_ratio),
             recompute_rule: checked.recompute_rule.unwrap_or(self.config.recompute_rule),
+            recompute_memories: checked.recompute_memories,
             memory_keys,
             memory_ids: checked.memory_ids,
             sampling: checked.sampling,

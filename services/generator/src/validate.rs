@@ -43,6 +43,8 @@ pub struct Checked {
     pub recompute_ratio: Option<f32>,
     /// Fused mode: the request's recompute rule, when it sets one.
     pub recompute_rule: Option<RecomputeRule>,
+    /// Fused mode: one flag per memory, true for a memory recomputed whole.
+    pub recompute_memories: Vec<bool>,
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> GeneratorError {
@@ -102,6 +104,16 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
         Ok(pb::RecomputeRule::Deviation) => Some(RecomputeRule::Deviation),
         Err(_) => return Err(invalid("recompute_rule", format!("unknown value {}", req.recompute_rule))),
     };
+    let mut recompute_memories = vec![false; req.memories.len()];
+    for &i in &req.recompute_memories {
+        if !fused {
+            return Err(invalid("recompute_memories", "applies to the fused attend mode only"));
+        }
+        match recompute_memories.get_mut(i as usize) {
+            Some(flag) => *flag = true,
+            None => return Err(invalid("recompute_memories", format!("index {i} is not one of the request's {} memories", req.memories.len()))),
+        }
+    }
     let extractive = match AnswerStyle::try_from(req.answer_style) {
         Ok(AnswerStyle::Unspecified | AnswerStyle::Free) => false,
         Ok(AnswerStyle::Extractive) => true,
@@ -171,6 +183,7 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
         fused,
         recompute_ratio: req.recompute_ratio,
         recompute_rule,
+        recompute_memories,
     })
 }
 

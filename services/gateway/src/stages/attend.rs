@@ -74,6 +74,7 @@ pub fn request(prompt: &Prompt<'_>, hits: &[Retrieved], attend_mode: i32, answer
         memories,
         recompute_ratio: None,
         recompute_rule: gen::RecomputeRule::Unspecified as i32,
+        recompute_memories: Vec::new(),
         attend_mode,
         params,
         answer_style: answer.style,

@@ -147,10 +147,13 @@ impl Fused {
         let head = self.head;
         let ratio = job.recompute_ratio;
         let mut reused = 0u64;
-        for ((&(a, b), key), hit) in spans.iter().zip(&keys).zip(found) {
+        for (i, ((&(a, b), key), hit)) in spans.iter().zip(&keys).zip(found).enumerate() {
             let kv = hit.or_else(|| fresh.get(key).cloned()).expect("every memory was found or computed");
             model.place_memory(cache, a as i64, &kv)?;
             let rest = (b - a).saturating_sub(head);
+            if job.recompute_memories.get(i).copied().unwrap_or(false) {
+                continue;
+            }
             reused += match job.recompute_rule {
                 RecomputeRule::Deviation => rest as u64 - (rest as f32 * ratio).ceil() as u64,
                 RecomputeRule::Query => rest as u64,
@@ -163,7 +166,11 @@ impl Fused {
         }
         tracing::debug!(parent: &job.span, memories = spans.len(), hits, misses = missing.len(), reused_tokens = reused, "memories laid in");
         let exact = fused_plan(computed, &spans, head, job.memory_end, job.prompt.len());
-        Ok(with_candidates(&exact, &spans, computed, ratio > 0.0 && job.recompute_rule == RecomputeRule::Deviation))
+        // Memories recomputed whole join the exact ranges, and are no candidates.
+        let whole: Vec<(usize, usize)> = spans.iter().zip(&job.recompute_memories).filter(|(_, &w)| w).map(|(&(a, b), _)| (a.max(computed), b)).collect();
+        let exact = merge(exact.into_iter().chain(whole.iter().copied()).collect());
+        let candidates: Vec<(usize, usize)> = spans.iter().zip(&job.recompute_memories).filter(|(_, &w)| !w).map(|(&s, _)| s).collect();
+        Ok(with_candidates(&exact, &candidates, computed, ratio > 0.0 && job.recompute_rule == RecomputeRule::Deviation))
     }
 
     /// Advances the first WarmMemories job by up to one prefill budget of memory tokens
@@ -232,6 +239,20 @@ impl Fused {
 /// The plan as pending ranges; with `select`, the memory tokens it leaves out are added as
 /// candidates of the selective recompute (computed through layer 1, then kept only if their
 /// states deviate most).
+/// Ranges sorted and merged where they touch or overlap.
+fn merge(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    ranges.retain(|&(a, b)| b > a);
+    ranges.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if last.1 >= a => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
 fn with_candidates(exact: &[(usize, usize)], spans: &[(usize, usize)], computed: usize, select: bool) -> VecDeque<Pending> {
     let mut out: Vec<Pending> = exact.iter().map(|&(from, to)| Pending { from, to, candidate: false }).collect();
     if select {
@@ -269,5 +290,15 @@ mod tests {
         // A memory shorter than its head has no candidates; the ranges never overlap.
         let exact = fused_plan(0, &[(5, 7), (7, 20)], 4, 20, 22);
         assert_eq!(with_candidates(&exact, &[(5, 7), (7, 20)], 0, true), VecDeque::from([p(0, 11, false), p(11, 20, true), p(20, 22, false)]));
+    }
+
+    #[test]
+    fn a_memory_recomputed_whole_joins_the_exact_ranges() {
+        // The second of two memories recomputed whole: its span merges with the question's.
+        let exact = merge(fused_plan(10, &[(10, 30), (30, 60)], 4, 60, 70).into_iter().chain([(30, 60)]).collect());
+        assert_eq!(exact, [(10, 14), (30, 70)]);
+        let p = |from, to, candidate| Pending { from, to, candidate };
+        assert_eq!(with_candidates(&exact, &[(10, 30)], 10, true), VecDeque::from([p(10, 14, false), p(14, 30, true), p(30, 70, false)]));
+        assert_eq!(merge(vec![(5, 5), (3, 4), (0, 2), (1, 3)]), [(0, 4)], "empty ranges dropped, the rest sorted and merged");
     }
 }

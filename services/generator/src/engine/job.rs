@@ -34,6 +34,8 @@ pub struct Job {
     pub recompute_ratio: f32,
     /// `fused` mode: which memory tokens are recomputed.
     pub recompute_rule: RecomputeRule,
+    /// `fused` mode: per memory, whether it is recomputed whole (not laid in).
+    pub recompute_memories: Vec<bool>,
     /// Memory-KV cache key of each memory.
     pub memory_keys: Vec<u64>,
     /// Id of each memory.

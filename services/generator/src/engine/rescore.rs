@@ -48,11 +48,13 @@ impl Rescore {
         }
         let (start, end) = (job.spans[1].0 as usize, job.memory_end);
         let mut heads = vec![false; end - start];
-        for &(a, b) in &job.spans[1..] {
+        let whole = |i: usize| job.recompute_memories.get(i).copied().unwrap_or(false);
+        for (i, &(a, b)) in job.spans.iter().enumerate().skip(1) {
             let (a, b) = (a as usize - start, b as usize - start);
-            heads[a..b.min(a + head)].fill(true);
+            // A memory recomputed whole is computed in the first pass, like a head.
+            heads[a..if whole(i) { b } else { b.min(a + head) }].fill(true);
         }
-        let laid = job.spans.iter().map(|&(a, b)| ((b - a) as usize).saturating_sub(head)).sum();
+        let laid = job.spans.iter().enumerate().filter(|&(i, _)| !whole(i)).map(|(_, &(a, b))| ((b - a) as usize).saturating_sub(head)).sum();
         Some(Self { start, end, tail: job.memory_end, ratio: job.recompute_ratio, scores: vec![0.0; end - start], heads, laid })
     }
 
@@ -144,7 +146,7 @@ mod tests {
     fn the_second_pass_is_the_chosen_positions_then_the_question() {
         let mut heads = vec![false; 40];
         heads[..2].fill(true);
-        // Two memories of 20 tokens and 40 candidates (heads of 2): 36 positions laid in.
+        // 40 candidates, the first two a head; 36 memory positions laid in from the cache.
         let mut r = Rescore { start: 20, end: 60, tail: 60, ratio: 0.25, scores: vec![0.0; 40], heads, laid: 36 };
         let mut got = vec![0.0; 40];
         got[5] = 1.0;
@@ -152,7 +154,7 @@ mod tests {
         r.add(&got);
         assert_eq!(r.scores[5], 2.0);
         let (plan, reused) = r.plan(70);
-        // Ten chosen, two of them a head the first pass computed: 8 of the laid-in recomputed.
+        // Ten chosen, two of them a head the first pass computed: 8 of the 36 recomputed.
         assert_eq!(reused, 28);
         let p = |from, to| Pending { from, to, candidate: false };
         // Token 25 and its window (21..30), then the next best (20, ties go left to right);

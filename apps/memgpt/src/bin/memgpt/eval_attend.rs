@@ -50,6 +50,11 @@ pub struct AttendArgs {
     recompute_head_tokens: Option<u32>,
     #[command(flatten)]
     fused: FusedPasses,
+    /// Also an oracle pass (fused): only each question's own passage recomputed whole, the
+    /// other memories as cached (deviation rule, ratio 0): the ceiling of choosing what to
+    /// recompute.
+    #[arg(long)]
+    oracle: bool,
     /// In-process only: bytes of memory states the generator keeps (raise it so that several
     /// fused passes find the first pass's memories cached).
     #[arg(long)]
@@ -151,9 +156,9 @@ impl FusedPasses {
         } else {
             self.recompute_rule.iter().map(|r| Some(if r == "query" { gen::RecomputeRule::Query } else { gen::RecomputeRule::Deviation })).collect()
         };
-        let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None, rule: None, extractive: false }];
+        let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None, rule: None, extractive: false, oracle: false }];
         for &rule in &rules {
-            passes.extend(ratios.iter().map(|&ratio| Pass { mode: gen::AttendMode::Fused, ratio, rule, extractive: false }));
+            passes.extend(ratios.iter().map(|&ratio| Pass { mode: gen::AttendMode::Fused, ratio, rule, extractive: false, oracle: false }));
         }
         Ok(passes)
     }
@@ -167,6 +172,8 @@ pub(crate) struct Pass {
     pub(crate) ratio: Option<f32>,
     pub(crate) rule: Option<gen::RecomputeRule>,
     pub(crate) extractive: bool,
+    /// Recompute the question's own passage whole ([`gen::GenerateRequest::recompute_memories`]).
+    pub(crate) oracle: bool,
 }
 
 impl Pass {
@@ -177,6 +184,7 @@ impl Pass {
             _ => "",
         };
         let mode = match (self.mode, self.ratio) {
+            (gen::AttendMode::Fused, _) if self.oracle => "fused@oracle".into(),
             (gen::AttendMode::Fused, Some(r)) => format!("fused@{rule}{r}"),
             (gen::AttendMode::Fused, None) if !rule.is_empty() => format!("fused@{}", rule.trim_end_matches(':')),
             (gen::AttendMode::Fused, None) => "fused".into(),
@@ -208,7 +216,8 @@ struct Asking {
     ablation: bool,
 }
 
-async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>, pass: Pass, asking: Asking) -> Result<Answer, tonic::Status> {
+/// `own`: the index of the question's own passage among `memories`.
+async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>, own: u32, pass: Pass, asking: Asking) -> Result<Answer, tonic::Status> {
     let texts: Vec<(String, String)> = memories.iter().map(|m| (m.id.clone(), m.text.clone())).collect();
     let attribution = if asking.ablation { gen::Attribution::Ablation } else { gen::Attribution::Attention };
     let params = gen::SamplingParams {
@@ -220,7 +229,8 @@ async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>,
         ..Default::default()
     };
     let messages = vec![gen::Message { role: "system".into(), content: INSTRUCTION.into() }, gen::Message { role: "user".into(), content: q.question.clone() }];
-    let req = gen::GenerateRequest { attribution: attribution as i32, ..pass.request(messages, memories, params) };
+    let recompute_memories = if pass.oracle { vec![own] } else { Vec::new() };
+    let req = gen::GenerateRequest { attribution: attribution as i32, recompute_memories, ..pass.request(messages, memories, params) };
     let mut stream = client.generate(req).await?.into_inner();
     while let Some(msg) = stream.message().await? {
         if let Some(last) = msg.r#final {
@@ -265,6 +275,10 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
         anyhow::ensure!(style == "free" || style == "extractive", "--styles: `{style}` is not an answer style (free, extractive)");
         let wanted = |p: &Pass| args.modes.iter().any(|m| (m == "fused") == (p.mode == gen::AttendMode::Fused));
         passes.extend(args.fused.passes()?.into_iter().filter(wanted).map(|p| Pass { extractive: style == "extractive", ..p }));
+        if args.oracle {
+            let rule = Some(gen::RecomputeRule::Deviation);
+            passes.push(Pass { mode: gen::AttendMode::Fused, ratio: Some(0.0), rule, extractive: style == "extractive", oracle: true });
+        }
     }
     for m in &args.modes {
         anyhow::ensure!(m == "concat" || m == "fused", "--modes: `{m}` is not an attend mode (concat, fused)");
@@ -274,7 +288,11 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
     let mut results: Vec<Vec<Answer>> = Vec::new();
     for &pass in &passes {
         let started = std::time::Instant::now();
-        let asks = questions.iter().map(|q| answer(generator.clone(), q, memories_of(squad, q, args.others), pass, asking));
+        let asks = questions.iter().map(|q| {
+            let memories = memories_of(squad, q, args.others);
+            let own = memories.iter().position(|m| m.id == squad.passages[q.passage].id).expect("a question's memories hold its own passage") as u32;
+            answer(generator.clone(), q, memories, own, pass, asking)
+        });
         let outcomes: Vec<_> = futures::stream::iter(asks).buffered(args.concurrency.max(1)).collect().await;
         let answers = outcomes.into_iter().collect::<Result<Vec<_>, _>>().map_err(|s| anyhow::anyhow!("{}: {}", pass.name(), describe(&s)))?;
         eprintln!("{}: {} questions in {:.1} s", pass.name(), answers.len(), started.elapsed().as_secs_f64());

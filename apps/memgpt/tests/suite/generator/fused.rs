@@ -68,6 +68,14 @@ async fn selective_recompute_of_every_memory_token_is_exactly_concat_and_a_share
     assert_eq!(fused_last.usage, concat_last.usage);
     let after_all = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
     let first_memory = after_all.memory_tokens_reused;
+    // Every memory but the first recomputed whole (the oracle's request, ratio 0): concat
+    // again, and the same reuse (only the first memory's tokens past its head).
+    let whole = pb::GenerateRequest { recompute_ratio: Some(0.0), recompute_rule: deviation, recompute_memories: vec![1, 2], ..ask(pb::AttendMode::Fused, &memories) };
+    let (fused, fused_last) = collect(&mut c, whole).await.unwrap();
+    assert_eq!(fused, concat, "fused with the memories after the first recomputed whole must be concat");
+    assert_eq!(fused_last.usage, concat_last.usage);
+    let after_whole = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(after_whole.memory_tokens_reused - first_memory, first_memory, "{after_whole:?}");
     assert!(first_memory > 10 && first_memory < 60, "reused {first_memory}: the river memory past its head");
     // The service's ratio (0.25), both rules: three quarters of the memory tokens reuse
     // cached states, and the answer still holds the fact.

@@ -52,6 +52,8 @@ async fn bad_requests_are_refused_naming_the_field() {
         ("recompute rule in concat mode", pb::GenerateRequest { attend_mode: pb::AttendMode::Concat as i32, recompute_rule: pb::RecomputeRule::Query as i32, ..greedy("hi", 4) }, "`recompute_rule`"),
         ("unknown recompute rule", pb::GenerateRequest { attend_mode: pb::AttendMode::Fused as i32, recompute_rule: 9, ..greedy("hi", 4) }, "`recompute_rule`"),
         ("recompute ratio NaN", pb::GenerateRequest { attend_mode: pb::AttendMode::Fused as i32, recompute_ratio: Some(f32::NAN), ..greedy("hi", 4) }, "`recompute_ratio`"),
+        ("recompute memories in concat mode", pb::GenerateRequest { attend_mode: pb::AttendMode::Concat as i32, memories: vec![memory("a", "A fact.")], recompute_memories: vec![0], ..greedy("hi", 4) }, "`recompute_memories`"),
+        ("recompute memory out of range", pb::GenerateRequest { attend_mode: pb::AttendMode::Fused as i32, memories: vec![memory("a", "A fact.")], recompute_memories: vec![1], ..greedy("hi", 4) }, "`recompute_memories`"),
         ("prompt too long for the context", greedy(&long_prompt, 4), "`prompt`"),
         ("prompt plus max_new beyond the context", greedy(&near_context, 2048), "`prompt`"),
         ("prompt over the byte limit", greedy(&"x".repeat(300 * 1024), 4), "`prompt`"),
