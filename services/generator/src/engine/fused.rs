@@ -236,9 +236,6 @@ impl Fused {
     }
 }
 
-/// The plan as pending ranges; with `select`, the memory tokens it leaves out are added as
-/// candidates of the selective recompute (computed through layer 1, then kept only if their
-/// states deviate most).
 /// Ranges sorted and merged where they touch or overlap.
 fn merge(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
     ranges.retain(|&(a, b)| b > a);
@@ -253,6 +250,9 @@ fn merge(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
     out
 }
 
+/// The plan as pending ranges; with `select`, the memory tokens it leaves out are added as
+/// candidates of the selective recompute (computed through layer 1, then kept only if their
+/// states deviate most).
 fn with_candidates(exact: &[(usize, usize)], spans: &[(usize, usize)], computed: usize, select: bool) -> VecDeque<Pending> {
     let mut out: Vec<Pending> = exact.iter().map(|&(from, to)| Pending { from, to, candidate: false }).collect();
     if select {
