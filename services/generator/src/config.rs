@@ -111,6 +111,14 @@ pub struct GeneratorConfig {
     /// about as faithful and somewhat faster to the first token (docs/benchmarks.md).
     #[arg(long, env = "MEMGPT_GENERATOR_RECOMPUTE_RULE", value_enum, default_value_t = RecomputeRule::Deviation)]
     pub recompute_rule: RecomputeRule,
+    /// Calibrated attention to memories in fused mode (APE): the question's and the answer's
+    /// attention logits on memory tokens are divided by this temperature (1: exact).
+    #[arg(long, env = "MEMGPT_GENERATOR_MEMORY_TEMPERATURE", default_value_t = 1.0, value_parser = parse_calibration)]
+    pub memory_temperature: f32,
+    /// Calibrated attention to memories in fused mode (APE): the memories' share of that
+    /// attention is multiplied by this scale before the softmax normalises (1: exact).
+    #[arg(long, env = "MEMGPT_GENERATOR_MEMORY_SCALE", default_value_t = 1.0, value_parser = parse_calibration)]
+    pub memory_scale: f32,
     /// Directory where the memory-KV cache also keeps states on disk, so a restarted generator
     /// reuses them (lookups go RAM, disk, compute); none when unset. Files are keyed by the
     /// model's weights, the prompt prefix and the memory, and checksummed.
@@ -161,6 +169,11 @@ impl GeneratorConfig {
     pub fn defaults() -> Self {
         <Self as clap::Parser>::parse_from(["memgpt-generator"])
     }
+}
+
+fn parse_calibration(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if crate::validate::MEMORY_CALIBRATION.contains(&v) { Ok(v) } else { Err(format!("{v} is not between 0.25 and 4")) }
 }
 
 fn parse_ratio(s: &str) -> Result<f32, String> {

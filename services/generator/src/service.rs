@@ -96,6 +96,7 @@ impl GeneratorService {
             recompute_ratio: checked.recompute_ratio.unwrap_or(self.config.recompute_ratio),
             recompute_rule: checked.recompute_rule.unwrap_or(self.config.recompute_rule),
             recompute_memories: checked.recompute_memories,
+            memory_calibration: (checked.memory_temperature.unwrap_or(self.config.memory_temperature), checked.memory_scale.unwrap_or(self.config.memory_scale)),
             memory_keys,
             memory_ids: checked.memory_ids,
             sampling: checked.sampling,
@@ -203,6 +204,8 @@ impl Generator for GeneratorService {
             memory_cache_disk_bytes: s.memory_disk_bytes.load(Ordering::Relaxed),
             memory_cache_disk_entries: s.memory_disk_entries.load(Ordering::Relaxed),
             memory_cache_disk_errors: s.memory_disk_errors.load(Ordering::Relaxed),
+            memory_temperature: self.config.memory_temperature,
+            memory_scale: self.config.memory_scale,
         }))
     }
 }

@@ -13,6 +13,8 @@ use crate::engine::sampling::SamplingParams;
 const MAX_ID_BYTES: usize = 256;
 const MAX_STOP_BYTES: usize = 256;
 const MAX_FIRST_TOKEN_LOGPROBS: u32 = 64;
+/// The memory temperature and scale a request or the service may set.
+pub const MEMORY_CALIBRATION: std::ops::RangeInclusive<f32> = 0.25..=4.0;
 
 /// A request that passed validation, with every default filled in.
 #[derive(Debug, Clone)]
@@ -45,6 +47,9 @@ pub struct Checked {
     pub recompute_rule: Option<RecomputeRule>,
     /// Fused mode: one flag per memory, true for a memory recomputed whole.
     pub recompute_memories: Vec<bool>,
+    /// Fused mode: the request's calibration of the attention to memories, where it sets it.
+    pub memory_temperature: Option<f32>,
+    pub memory_scale: Option<f32>,
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> GeneratorError {
@@ -112,6 +117,13 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
         match recompute_memories.get_mut(i as usize) {
             Some(flag) => *flag = true,
             None => return Err(invalid("recompute_memories", format!("index {i} is not one of the request's {} memories", req.memories.len()))),
+        }
+    }
+    for (field, value) in [("memory_temperature", req.memory_temperature), ("memory_scale", req.memory_scale)] {
+        match value {
+            Some(_) if !fused => return Err(invalid(field, "applies to the fused attend mode only")),
+            Some(v) if !MEMORY_CALIBRATION.contains(&v) => return Err(invalid(field, format!("{v} is outside 0.25..=4"))),
+            _ => {}
         }
     }
     let extractive = match AnswerStyle::try_from(req.answer_style) {
@@ -184,6 +196,8 @@ pub fn check(req: &GenerateRequest, config: &GeneratorConfig) -> Result<Checked>
         recompute_ratio: req.recompute_ratio,
         recompute_rule,
         recompute_memories,
+        memory_temperature: req.memory_temperature,
+        memory_scale: req.memory_scale,
     })
 }
 

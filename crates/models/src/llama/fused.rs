@@ -68,7 +68,7 @@ impl Llama {
                 cache
             })
             .collect();
-        let mut steps: Vec<SeqStep<'_>> = memories.iter().zip(caches.iter_mut()).map(|(m, cache)| SeqStep { tokens: m, cache, spans: &[], positions: None, select: None, score: None }).collect();
+        let mut steps: Vec<SeqStep<'_>> = memories.iter().zip(caches.iter_mut()).map(|(m, cache)| SeqStep::new(m, cache)).collect();
         self.forward_ragged(&mut steps, 1)?;
         drop(steps);
         Ok(memories

@@ -33,6 +33,35 @@ pub struct SeqStep<'a> {
     /// The attention some of the step's tokens put on a range of key positions, reported
     /// per key (the query-driven selective recompute scores memory tokens with it).
     pub score: Option<Score>,
+    /// Calibrated attention to the memories (fused mode), for some of the step's tokens.
+    pub calibrate: Option<Calibrate>,
+}
+
+impl<'a> SeqStep<'a> {
+    /// `tokens` placed right after what `cache` holds, with nothing else asked.
+    pub fn new(tokens: &'a [u32], cache: &'a mut KvCache) -> Self {
+        Self { tokens, cache, spans: &[], positions: None, select: None, score: None, calibrate: None }
+    }
+}
+
+/// Calibrated attention to memories (APE, arXiv 2502.05431): the step's tokens at positions
+/// `from` on divide their attention logits on the key positions `keys.0..keys.1` by
+/// `temperature` and multiply those keys' share of the softmax mass by `scale` before it is
+/// normalised. Memories whose states were computed apart receive attention that is too flat
+/// or too heavy as a whole; this corrects both. 1 and 1 is exact attention.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibrate {
+    pub keys: (i64, i64),
+    pub from: i64,
+    pub temperature: f32,
+    pub scale: f32,
+}
+
+impl Calibrate {
+    /// Whether it leaves attention as it is.
+    pub fn is_exact(&self) -> bool {
+        self.temperature == 1.0 && self.scale == 1.0
+    }
 }
 
 /// Which attention a [`SeqStep`] reports: from its tokens at positions `from` on, on the key
@@ -137,14 +166,13 @@ impl Llama {
         let attributed = attribution_layers.clamp(1, n_layer);
         let mut shares: Vec<Vec<f32>> = seqs.iter().map(|s| vec![0.0; s.spans.len()]).collect();
         let mut scores: Vec<Option<Tensor>> = seqs.iter().map(|_| None).collect();
-        // Rows of each sequence a score reads: its last tokens, those at or after `from`.
-        let scored: Vec<i64> = seqs
+        // Rows of each sequence a score reads, and rows whose attention is calibrated: its
+        // last tokens, those at or after `from`.
+        let scored: Vec<i64> = seqs.iter().map(|s| s.score.map_or(0, |sc| s.rows_from(sc.from))).collect();
+        let calibrated: Vec<Option<Calibrated>> = seqs
             .iter()
-            .map(|s| match (&s.score, s.positions) {
-                (None, _) => 0,
-                (Some(sc), Some(p)) => p.iter().filter(|&&x| x >= sc.from).count() as i64,
-                (Some(sc), None) => (s.cache.len() + s.tokens.len() as i64 - sc.from.max(s.cache.len())).max(0),
-            })
+            .zip(&rows)
+            .map(|(s, r)| s.calibrate.filter(|cal| !cal.is_exact()).and_then(|cal| Calibrated::new(s, r, cal, self.kind, device)))
             .collect();
         let group = c.n_head / c.n_head_kv;
         let scale = 1.0 / (c.head_dim as f64).sqrt();
@@ -180,18 +208,14 @@ impl Llama {
                     None => kept.extend(offset..offset + t),
                 }
                 let t_now = r.t;
-                let out = match &r.slots {
-                    // One query at the end sees every key; a fresh prompt is plain causal.
-                    None if t_now == 1 || start == 0 => Tensor::scaled_dot_product_attention(&qi, &keys, &values, None::<&Tensor>, 0.0, t_now > 1, None, true),
-                    slots => {
-                        let q_pos = match slots {
-                            Some(s) => s.unsqueeze(1),
-                            None => Tensor::arange_start(start, start + t_now, (Kind::Int64, device)).unsqueeze(1),
-                        };
-                        let k_pos = Tensor::arange(end, (Kind::Int64, device)).unsqueeze(0);
-                        let mask = k_pos.le_tensor(&q_pos).view([1, 1, t_now, end]);
-                        Tensor::scaled_dot_product_attention(&qi, &keys, &values, Some(&mask), 0.0, false, None, true)
+                let out = match &calibrated[si] {
+                    // The calibrated rows are the last ones, never dropped by a selection.
+                    Some(cal) if cal.rows <= t_now => {
+                        let exact = t_now - cal.rows;
+                        let tail = cal.attention(&qi.narrow(2, exact, cal.rows), &keys, &values);
+                        if exact == 0 { tail } else { Tensor::cat(&[exact_attention(&qi.narrow(2, 0, exact), &keys, &values, r), tail], 2) }
                     }
+                    _ => exact_attention(&qi, &keys, &values, r),
                 };
                 if !s.spans.is_empty() && li >= n_layer - attributed {
                     let last = qi.narrow(2, t_now - 1, 1).to_kind(Kind::Float);
@@ -291,5 +315,79 @@ impl Llama {
             keep[i] = false;
         }
         (0..keep.len() as i64).filter(|&i| keep[i as usize]).collect()
+    }
+}
+
+impl SeqStep<'_> {
+    /// How many of its tokens sit at positions `from` on (they are its last ones).
+    fn rows_from(&self, from: i64) -> i64 {
+        match self.positions {
+            Some(p) => p.iter().filter(|&&x| x >= from).count() as i64,
+            None => (self.cache.len() + self.tokens.len() as i64 - from.max(self.cache.len())).max(0),
+        }
+    }
+}
+
+/// Causal attention of the first rows of `rows` (`q`, `[1, heads, n, dim]`; each sees the
+/// keys up to its own position).
+fn exact_attention(q: &Tensor, keys: &Tensor, values: &Tensor, rows: &Rows) -> Tensor {
+    let n = q.size()[2];
+    match &rows.slots {
+        // One query at the end sees every key; a fresh prompt is plain causal.
+        None if n == rows.t && (n == 1 || rows.start == 0) => Tensor::scaled_dot_product_attention(q, keys, values, None::<&Tensor>, 0.0, n > 1, None, true),
+        slots => {
+            let q_pos = match slots {
+                Some(s) => s.narrow(0, 0, n),
+                None => Tensor::arange_start(rows.start, rows.start + n, (Kind::Int64, q.device())),
+            };
+            let k_pos = Tensor::arange(rows.end, (Kind::Int64, q.device())).unsqueeze(0);
+            let mask = k_pos.le_tensor(&q_pos.unsqueeze(1)).view([1, 1, n, rows.end]);
+            Tensor::scaled_dot_product_attention(q, keys, values, Some(&mask), 0.0, false, None, true)
+        }
+    }
+}
+
+/// A sequence's calibrated rows in one step, and what they attend with: the same at every
+/// layer, so made once per step.
+struct Calibrated {
+    /// The last `rows` of the step.
+    rows: i64,
+    /// Per key position, the factor its keys are multiplied by (`1 / temperature` on the
+    /// memories), `[1, 1, end, 1]`.
+    factor: Tensor,
+    /// The additive mask of the rows: `ln scale` on visible memory keys, 0 on other visible
+    /// keys, -inf on keys past a row's position; `[1, 1, rows, end]`.
+    mask: Tensor,
+}
+
+impl Calibrated {
+    fn new(s: &SeqStep<'_>, rows: &Rows, cal: Calibrate, kind: Kind, device: tch::Device) -> Option<Self> {
+        let m = s.rows_from(cal.from);
+        let end = rows.end;
+        let (a, b) = (cal.keys.0.clamp(0, end) as usize, cal.keys.1.clamp(0, end) as usize);
+        if m == 0 || b <= a {
+            return None;
+        }
+        let mut factor = vec![1f32; end as usize];
+        let mut bias = vec![0f32; end as usize];
+        factor[a..b].fill(1.0 / cal.temperature);
+        bias[a..b].fill(cal.scale.ln());
+        let q_pos: Vec<i64> = match s.positions {
+            Some(p) => p[p.len() - m as usize..].to_vec(),
+            None => (end - m..end).collect(),
+        };
+        let q_pos = Tensor::from_slice(&q_pos).unsqueeze(1);
+        let hidden = Tensor::arange(end, (Kind::Int64, tch::Device::Cpu)).unsqueeze(0).gt_tensor(&q_pos);
+        let mask = Tensor::from_slice(&bias).view([1, end]).expand([m, end], false).masked_fill(&hidden, f64::NEG_INFINITY);
+        Some(Self {
+            rows: m,
+            factor: Tensor::from_slice(&factor).view([1, 1, end, 1]).to_kind(kind).to_device(device),
+            mask: mask.view([1, 1, m, end]).to_kind(kind).to_device(device),
+        })
+    }
+
+    /// The calibrated attention of the rows `q` (`[1, heads, rows, dim]`).
+    fn attention(&self, q: &Tensor, keys: &Tensor, values: &Tensor) -> Tensor {
+        Tensor::scaled_dot_product_attention(q, &(keys * &self.factor), values, Some(&self.mask), 0.0, false, None, true)
     }
 }

@@ -111,12 +111,41 @@ fn the_ragged_step_on_cuda_matches_the_plain_forward() {
     let kv = || KvCache::uninit(config.n_layer, 1, config.n_head_kv, 32, config.head_dim, Kind::Float, gpu);
     let (mut ka, mut kb) = (kv(), kv());
     let mut step = [
-        SeqStep { tokens: &a, cache: &mut ka, spans: &[], positions: None, select: None, score: None },
-        SeqStep { tokens: &b, cache: &mut kb, spans: &[], positions: None, select: None, score: None },
+        SeqStep::new(&a, &mut ka),
+        SeqStep::new(&b, &mut kb),
     ];
     let out = model.forward_ragged(&mut step, 1).unwrap();
     let err_a = rel_err(&alone(&a), &out.logits.get(0));
     let err_b = rel_err(&alone(&b), &out.logits.get(1));
     println!("ragged vs plain on cuda: {err_a:.2e}, {err_b:.2e}");
     assert!(err_a < 1e-4 && err_b < 1e-4, "{err_a} {err_b}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn calibrated_attention_on_cuda_matches_the_cpu() {
+    let _guard = tch::no_grad_guard();
+    let gpu = cuda();
+    let config = LlamaConfig::preset("smollm2-135m").unwrap();
+    let cpu = Llama::random(config.clone(), Device::Cpu, Kind::Float, 13);
+    let (prompt, question) = (config.synthetic_prompt(48), config.synthetic_prompt(9));
+    let calibrate = Some(memgpt_models::llama::ragged::Calibrate { keys: (4, 48), from: 48, temperature: 1.3, scale: 0.7 });
+    let logits = |model: &Llama, kind: Kind| {
+        let mut cache = KvCache::uninit(config.n_layer, 1, config.n_head_kv, 64, config.head_dim, kind, model.device);
+        model.forward_ragged(&mut [SeqStep::new(&prompt, &mut cache)], 1).unwrap();
+        let mut step = [SeqStep { calibrate, ..SeqStep::new(&question, &mut cache) }];
+        let first = model.forward_ragged(&mut step, 1).unwrap().logits.get(0);
+        // A decode step, calibrated too.
+        let mut step = [SeqStep { calibrate, ..SeqStep::new(&question[..1], &mut cache) }];
+        (first, model.forward_ragged(&mut step, 1).unwrap().logits.get(0))
+    };
+    let (first_cpu, next_cpu) = logits(&cpu, Kind::Float);
+    let (first_gpu, next_gpu) = logits(&cpu.to_device(gpu, Kind::Float), Kind::Float);
+    let (a, b) = (rel_err(&first_cpu, &first_gpu), rel_err(&next_cpu, &next_gpu));
+    println!("calibrated attention, f32 cuda vs cpu: question {a:.2e}, decode step {b:.2e}");
+    assert!(a < 1e-3 && b < 1e-3, "{a} {b}");
+    let (first_bf16, _) = logits(&cpu.to_device(gpu, Kind::BFloat16), Kind::BFloat16);
+    let c = rel_err(&first_cpu, &first_bf16);
+    println!("calibrated attention, bf16 cuda vs f32 cpu: {c:.2e}");
+    assert!(c < 5e-2, "{c}");
 }

@@ -45,10 +45,10 @@ fn states_computed_after_a_prefix_are_exact_where_the_prefix_really_precedes_the
     let memory = d.tokenizer.encode("\n\nThe ferry to Port Carrow leaves at 7:15 from pier 4.").unwrap();
     let mut whole = d.model.new_cache(1, 64);
     let both: Vec<u32> = prefix.iter().chain(&memory).copied().collect();
-    let mut step = [memgpt_models::llama::ragged::SeqStep { tokens: &both, cache: &mut whole, spans: &[], positions: None, select: None, score: None }];
+    let mut step = [memgpt_models::llama::ragged::SeqStep::new(&both, &mut whole)];
     d.model.forward_ragged(&mut step, 1).unwrap();
     let mut head = d.model.new_cache(1, 64);
-    let mut step = [memgpt_models::llama::ragged::SeqStep { tokens: &prefix, cache: &mut head, spans: &[], positions: None, select: None, score: None }];
+    let mut step = [memgpt_models::llama::ragged::SeqStep::new(&prefix, &mut head)];
     d.model.forward_ragged(&mut step, 1).unwrap();
     let kv = d.model.memory_kv_after(&head, &[&memory]).unwrap().remove(0);
     assert_eq!(kv.base, prefix.len() as i64);
@@ -99,7 +99,7 @@ fn scattered_positions_recompute_tokens_in_place_around_laid_in_states() {
     let tokens = d.tokenizer.encode("The ferry to Port Carrow leaves at 7:15 every morning from pier 4, and the museum opens at ten.").unwrap();
     let n = tokens.len() as i64;
     let mut whole = d.model.new_cache(1, 64);
-    let mut step = [memgpt_models::llama::ragged::SeqStep { tokens: &tokens, cache: &mut whole, spans: &[], positions: None, select: None, score: None }];
+    let mut step = [memgpt_models::llama::ragged::SeqStep::new(&tokens, &mut whole)];
     let reference = d.model.forward_ragged(&mut step, 1).unwrap().logits;
     // Every state laid in, the first 5 filled; then positions 5, 6, 12, 13 and the last are
     // computed in one step, each attending to everything up to its own position.
@@ -109,7 +109,7 @@ fn scattered_positions_recompute_tokens_in_place_around_laid_in_states() {
     laid.set_filled(5);
     let positions: Vec<i64> = vec![5, 6, 12, 13, n - 1];
     let picked: Vec<u32> = positions.iter().map(|&p| tokens[p as usize]).collect();
-    let mut step = [memgpt_models::llama::ragged::SeqStep { tokens: &picked, cache: &mut laid, spans: &[(0, 5)], positions: Some(&positions), select: None, score: None }];
+    let mut step = [memgpt_models::llama::ragged::SeqStep { tokens: &picked, cache: &mut laid, spans: &[(0, 5)], positions: Some(&positions), select: None, score: None, calibrate: None }];
     let out = d.model.forward_ragged(&mut step, 1).unwrap();
     assert_eq!(laid.len(), n);
     assert!(max_diff(&out.logits, &reference) < 1e-3, "logits differ by {}", max_diff(&out.logits, &reference));
@@ -117,7 +117,7 @@ fn scattered_positions_recompute_tokens_in_place_around_laid_in_states() {
         assert!(max_diff(&laid.keys(layer), &whole.keys(layer)) < 1e-3, "layer {layer} keys");
     }
     // Positions behind the filled part are refused.
-    let mut step = [memgpt_models::llama::ragged::SeqStep { tokens: &picked[..1], cache: &mut laid, spans: &[], positions: Some(&[3]), select: None, score: None }];
+    let mut step = [memgpt_models::llama::ragged::SeqStep { tokens: &picked[..1], cache: &mut laid, spans: &[], positions: Some(&[3]), select: None, score: None, calibrate: None }];
     assert!(d.model.forward_ragged(&mut step, 1).is_err());
 }
 
@@ -133,9 +133,9 @@ fn selective_recompute_drops_candidates_after_layer_one_and_keeps_the_most_devia
     let all: Vec<u32> = prefix.iter().chain(memories.iter().flatten()).chain(&question).copied().collect();
     let total = all.len() as i64;
     let mut whole = d.model.new_cache(1, 128);
-    let reference = d.model.forward_ragged(&mut [SeqStep { tokens: &all, cache: &mut whole, spans: &[], positions: None, select: None, score: None }], 1).unwrap().logits;
+    let reference = d.model.forward_ragged(&mut [SeqStep::new(&all, &mut whole)], 1).unwrap().logits;
     let mut head = d.model.new_cache(1, 128);
-    d.model.forward_ragged(&mut [SeqStep { tokens: &prefix, cache: &mut head, spans: &[], positions: None, select: None, score: None }], 1).unwrap();
+    d.model.forward_ragged(&mut [SeqStep::new(&prefix, &mut head)], 1).unwrap();
     let refs: Vec<&[u32]> = memories.iter().map(|m| m.as_slice()).collect();
     let states = d.model.memory_kv_after(&head, &refs).unwrap();
     let memory_start = prefix.len();
@@ -154,9 +154,9 @@ fn selective_recompute_drops_candidates_after_layer_one_and_keeps_the_most_devia
             at += s.len();
         }
         let step = match keep {
-            Some(keep) => SeqStep { tokens: &all[memory_start..], cache: &mut laid, spans: &[], positions: Some(&positions), select: Some(Select { candidates: &candidates, keep }), score: None },
+            Some(keep) => SeqStep { tokens: &all[memory_start..], cache: &mut laid, spans: &[], positions: Some(&positions), select: Some(Select { candidates: &candidates, keep }), score: None, calibrate: None },
             // Nothing recomputed: only the question.
-            None => SeqStep { tokens: &question, cache: &mut laid, spans: &[], positions: Some(&positions[memory_end - memory_start..]), select: None, score: None },
+            None => SeqStep { tokens: &question, cache: &mut laid, spans: &[], positions: Some(&positions[memory_end - memory_start..]), select: None, score: None, calibrate: None },
         };
         let logits = d.model.forward_ragged(&mut [step], 1).unwrap().logits;
         assert_eq!(laid.len(), total);
@@ -168,7 +168,7 @@ fn selective_recompute_drops_candidates_after_layer_one_and_keeps_the_most_devia
     assert!(exact < 1e-3, "keeping every candidate is plain prefill: {exact}");
     assert!(some < none, "recomputing the most deviating quarter ({some}) must beat recomputing none ({none})");
     let mut cache = d.model.new_cache(1, 128);
-    let mut bad = [SeqStep { tokens: &all[memory_start..], cache: &mut cache, spans: &[], positions: Some(&positions), select: Some(Select { candidates: &candidates[1..], keep: 1 }), score: None }];
+    let mut bad = [SeqStep { tokens: &all[memory_start..], cache: &mut cache, spans: &[], positions: Some(&positions), select: Some(Select { candidates: &candidates[1..], keep: 1 }), score: None, calibrate: None }];
     let err = d.model.forward_ragged(&mut bad, 1).err().expect("a flag per token is required").to_string();
     assert!(err.contains("select"), "{err}");
 }
@@ -186,7 +186,7 @@ fn scores_report_the_attention_the_question_puts_on_each_key() {
     // The last 3 tokens score every key: each row's attention sums to 1 per head and layer.
     let mut cache = d.model.new_cache(1, 64);
     let score = Some(Score { keys: (0, n), from: n - 3 });
-    let mut step = [SeqStep { tokens: &tokens, cache: &mut cache, spans: &[(0, 8), (8, n)], positions: None, select: None, score }];
+    let mut step = [SeqStep { tokens: &tokens, cache: &mut cache, spans: &[(0, 8), (8, n)], positions: None, select: None, score, calibrate: None }];
     let out = d.model.forward_ragged(&mut step, (c.n_layer as usize) - SCORE_LAYER).unwrap();
     let scores = &out.scores[0];
     assert_eq!(scores.len(), n as usize);
@@ -197,7 +197,7 @@ fn scores_report_the_attention_the_question_puts_on_each_key() {
     // The last row alone, over the same layers, is what the attention shares report.
     let mut cache = d.model.new_cache(1, 64);
     let score = Some(Score { keys: (0, 8), from: n - 1 });
-    let mut step = [SeqStep { tokens: &tokens, cache: &mut cache, spans: &[(0, 8)], positions: None, select: None, score }];
+    let mut step = [SeqStep { tokens: &tokens, cache: &mut cache, spans: &[(0, 8)], positions: None, select: None, score, calibrate: None }];
     let out = d.model.forward_ragged(&mut step, (c.n_layer as usize) - SCORE_LAYER).unwrap();
     let on_span: f32 = out.scores[0].iter().sum::<f32>() / heads / layers;
     assert!((on_span - out.shares[0][0]).abs() < 1e-3, "score {on_span} vs share {}", out.shares[0][0]);
@@ -209,7 +209,7 @@ fn scores_report_the_attention_the_question_puts_on_each_key() {
     let positions = [4, 5, n - 1];
     let picked: Vec<u32> = positions.iter().map(|&p| tokens[p as usize]).collect();
     let score = Some(Score { keys: (0, 8), from: n - 1 });
-    let mut step = [SeqStep { tokens: &picked, cache: &mut laid, spans: &[], positions: Some(&positions), select: None, score }];
+    let mut step = [SeqStep { tokens: &picked, cache: &mut laid, spans: &[], positions: Some(&positions), select: None, score, calibrate: None }];
     let again: f32 = d.model.forward_ragged(&mut step, 1).unwrap().scores[0].iter().sum::<f32>() / heads / layers;
     assert!((again - on_span).abs() < 1e-3, "scattered {again} vs contiguous {on_span}");
 }

@@ -75,6 +75,8 @@ pub fn request(prompt: &Prompt<'_>, hits: &[Retrieved], attend_mode: i32, answer
         recompute_ratio: None,
         recompute_rule: gen::RecomputeRule::Unspecified as i32,
         recompute_memories: Vec::new(),
+        memory_temperature: None,
+        memory_scale: None,
         attend_mode,
         params,
         answer_style: answer.style,

@@ -46,7 +46,7 @@ pub(super) fn scores(model: &Llama, prompt: &[u32], spans: &[(i64, i64)], cache:
     for t in 0..answer.len() {
         let inputs: Vec<&[u32]> = if t == 0 { tails.clone() } else { vec![&answer[t - 1..t]; spans.len()] };
         let mut steps: Vec<SeqStep<'_>> =
-            caches.iter_mut().zip(&inputs).map(|(cache, tokens)| SeqStep { tokens, cache, spans: &[], positions: None, select: None, score: None }).collect();
+            caches.iter_mut().zip(&inputs).map(|(cache, tokens)| SeqStep::new(tokens, cache)).collect();
         let out = model.forward_ragged(&mut steps, 1)?;
         let logits: Vec<f32> = Vec::try_from(out.logits.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
         let vocab = logits.len() / spans.len();

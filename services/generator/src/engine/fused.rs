@@ -51,7 +51,7 @@ pub(super) struct Fused {
 /// from the prefix cache).
 fn compute_prefix(model: &Llama, prefix: &[u32], cache: &mut KvCache, computed: usize) -> memgpt_models::Result<()> {
     if computed < prefix.len() {
-        let mut step = [SeqStep { tokens: &prefix[computed..], cache, spans: &[], positions: None, select: None, score: None }];
+        let mut step = [SeqStep::new(&prefix[computed..], cache)];
         model.forward_ragged(&mut step, 1)?;
     }
     Ok(())

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use memgpt_models::llama::ragged::Calibrate;
 use memgpt_proto::generator::v1::GenerateResponse;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -36,6 +37,9 @@ pub struct Job {
     pub recompute_rule: RecomputeRule,
     /// `fused` mode: per memory, whether it is recomputed whole (not laid in).
     pub recompute_memories: Vec<bool>,
+    /// `fused` mode: the calibration of the question's and the answer's attention to the
+    /// memories (temperature, scale; 1 and 1: exact).
+    pub memory_calibration: (f32, f32),
     /// Memory-KV cache key of each memory.
     pub memory_keys: Vec<u64>,
     /// Id of each memory.
@@ -69,6 +73,13 @@ impl Job {
     /// Whether its client went away or its deadline passed.
     pub(super) fn gone(&self, now: Instant) -> bool {
         self.tx.is_closed() || self.deadline.is_some_and(|d| now >= d)
+    }
+
+    /// Fused mode: the calibrated attention of the tokens after the memories, unless exact.
+    pub(super) fn calibrate(&self) -> Option<Calibrate> {
+        let (temperature, scale) = self.memory_calibration;
+        let cal = Calibrate { keys: (self.memory_start as i64, self.memory_end as i64), from: self.memory_end as i64, temperature, scale };
+        (self.fused && !cal.is_exact() && self.memory_end > self.memory_start).then_some(cal)
     }
 
     /// The part of its prompt the prefix cache may hold: in fused mode only the prefix before

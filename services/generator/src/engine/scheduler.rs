@@ -37,7 +37,7 @@ pub(super) fn warm_up(decoder: &Decoder) -> memgpt_models::Result<()> {
     let mut cache = KvCache::uninit(c.n_layer, 1, c.n_head_kv, 8, c.head_dim, decoder.model.kind, decoder.model.device);
     let tokens = decoder.tokenizer.encode("Hello")?;
     let tokens = if tokens.is_empty() { vec![0] } else { tokens };
-    let mut step = [SeqStep { tokens: &tokens[..tokens.len().min(4)], cache: &mut cache, spans: &[], positions: None, select: None, score: None }];
+    let mut step = [SeqStep::new(&tokens[..tokens.len().min(4)], &mut cache)];
     decoder.model.forward_ragged(&mut step, 1)?;
     Ok(())
 }
@@ -248,7 +248,7 @@ impl Scheduler {
             let Seq { job, cache, .. } = seq;
             let spans: &[(i64, i64)] = if chunk.emits { &job.spans } else { &[] };
             let select = chunk.keep.map(|keep| Select { candidates: &chunk.candidates, keep });
-            steps.push(SeqStep { tokens: &chunk.tokens, cache, spans, positions: chunk.positions.as_deref(), select, score: chunk.score });
+            steps.push(SeqStep { tokens: &chunk.tokens, cache, spans, positions: chunk.positions.as_deref(), select, score: chunk.score, calibrate: job.calibrate() });
         }
         let out = self.model.forward_ragged(&mut steps, self.config.attribution_layers)?;
         drop(steps);

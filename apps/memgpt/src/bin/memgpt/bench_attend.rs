@@ -12,7 +12,8 @@ use futures::StreamExt;
 use memgpt_proto::generator::v1 as gen;
 
 use crate::client::{describe, ClientArgs, Generator};
-use crate::eval_attend::{median, FusedPasses, Pass};
+use crate::eval_attend::median;
+use crate::passes::{FusedPasses, Pass};
 use crate::squad::{stable_hash, Squad};
 
 /// Options of `memgpt bench attend`.

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use memgpt_proto::generator::v1 as gen;
 
 use crate::client::{describe, ClientArgs, Generator};
+use crate::passes::{FusedPasses, Pass};
 use crate::squad::{exact_match, f1, stable_hash, Question, Squad};
 
 /// Options of `memgpt eval attend`.
@@ -36,6 +37,10 @@ pub struct AttendArgs {
     /// Every question of the file (overrides --questions).
     #[arg(long)]
     all: bool,
+    /// Questions of the fixed order passed over first: `--skip 200` takes questions outside
+    /// the 200-question evaluation subset (held out, to tune settings on).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
     /// Paragraphs of other articles given beside each question's own.
     #[arg(long, default_value_t = 4)]
     others: usize,
@@ -130,84 +135,6 @@ pub(crate) fn quote_holds(quote: Option<&gen::Quote>, text: &str, memories: &[(S
     })
 }
 
-/// The fused passes asked for: one per recompute rule and ratio.
-#[derive(Debug, clap::Args)]
-pub(crate) struct FusedPasses {
-    /// Fused passes, one per ratio (comma-separated): the share of the memory tokens
-    /// recomputed (per request; default: the generator's own ratio).
-    #[arg(long, value_delimiter = ',')]
-    recompute_ratio: Vec<f32>,
-    /// Fused passes, one per rule (comma-separated): query (the tokens the question attends
-    /// to most), deviation (the ones whose layer-1 states deviate most); default: the
-    /// generator's own rule.
-    #[arg(long, value_delimiter = ',', value_parser = ["query", "deviation"])]
-    recompute_rule: Vec<String>,
-}
-
-impl FusedPasses {
-    /// Concat, then one fused pass per rule and ratio (at the generator's own where unset).
-    pub(crate) fn passes(&self) -> anyhow::Result<Vec<Pass>> {
-        if let Some(r) = self.recompute_ratio.iter().find(|r| !(0.0..=1.0).contains(*r)) {
-            anyhow::bail!("--recompute-ratio: {r} is outside 0..=1");
-        }
-        let ratios: Vec<Option<f32>> = if self.recompute_ratio.is_empty() { vec![None] } else { self.recompute_ratio.iter().copied().map(Some).collect() };
-        let rules: Vec<Option<gen::RecomputeRule>> = if self.recompute_rule.is_empty() {
-            vec![None]
-        } else {
-            self.recompute_rule.iter().map(|r| Some(if r == "query" { gen::RecomputeRule::Query } else { gen::RecomputeRule::Deviation })).collect()
-        };
-        let mut passes = vec![Pass { mode: gen::AttendMode::Concat, ratio: None, rule: None, extractive: false, oracle: false }];
-        for &rule in &rules {
-            passes.extend(ratios.iter().map(|&ratio| Pass { mode: gen::AttendMode::Fused, ratio, rule, extractive: false, oracle: false }));
-        }
-        Ok(passes)
-    }
-}
-
-/// One pass over the questions: a mode, and in fused mode the recompute rule and ratio
-/// (None: the generator's).
-#[derive(Clone, Copy)]
-pub(crate) struct Pass {
-    pub(crate) mode: gen::AttendMode,
-    pub(crate) ratio: Option<f32>,
-    pub(crate) rule: Option<gen::RecomputeRule>,
-    pub(crate) extractive: bool,
-    /// Recompute the question's own passage whole ([`gen::GenerateRequest::recompute_memories`]).
-    pub(crate) oracle: bool,
-}
-
-impl Pass {
-    pub(crate) fn name(&self) -> String {
-        let rule = match self.rule {
-            Some(gen::RecomputeRule::Query) => "query:",
-            Some(gen::RecomputeRule::Deviation) => "deviation:",
-            _ => "",
-        };
-        let mode = match (self.mode, self.ratio) {
-            (gen::AttendMode::Fused, _) if self.oracle => "fused@oracle".into(),
-            (gen::AttendMode::Fused, Some(r)) => format!("fused@{rule}{r}"),
-            (gen::AttendMode::Fused, None) if !rule.is_empty() => format!("fused@{}", rule.trim_end_matches(':')),
-            (gen::AttendMode::Fused, None) => "fused".into(),
-            _ => "concat".into(),
-        };
-        if self.extractive { format!("{mode}/extractive") } else { mode }
-    }
-
-    /// A Generate request of this pass.
-    pub(crate) fn request(&self, messages: Vec<gen::Message>, memories: Vec<gen::Memory>, params: gen::SamplingParams) -> gen::GenerateRequest {
-        gen::GenerateRequest {
-            messages,
-            memories,
-            attend_mode: self.mode as i32,
-            recompute_ratio: self.ratio,
-            recompute_rule: self.rule.map_or(0, |r| r as i32),
-            params: Some(params),
-            answer_style: if self.extractive { gen::AnswerStyle::Extractive } else { gen::AnswerStyle::Free } as i32,
-            ..Default::default()
-        }
-    }
-}
-
 /// What every question of a run is asked with, beside its pass.
 #[derive(Clone, Copy)]
 struct Asking {
@@ -257,7 +184,9 @@ pub fn attend(args: AttendArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.addr.is_none() || !tuned, "--recompute-head-tokens and --memory-cache-bytes configure the in-process generator; set them on the server given by --addr");
     args.fused.passes()?;
     let squad = Squad::load(&args.data)?;
-    let questions = squad.subset(if args.all { usize::MAX } else { args.questions });
+    let mut questions = squad.subset(if args.all { usize::MAX } else { args.questions.saturating_add(args.skip) });
+    anyhow::ensure!(args.skip < questions.len(), "--skip {} leaves none of the file's {} questions", args.skip, questions.len());
+    questions.drain(..args.skip);
     crate::serve::against(args.addr.as_deref(), &args.model, |serve| {
             serve.recompute_head_tokens = args.recompute_head_tokens;
             serve.memory_cache_bytes = args.memory_cache_bytes;
@@ -277,7 +206,7 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
         passes.extend(args.fused.passes()?.into_iter().filter(wanted).map(|p| Pass { extractive: style == "extractive", ..p }));
         if args.oracle {
             let rule = Some(gen::RecomputeRule::Deviation);
-            passes.push(Pass { mode: gen::AttendMode::Fused, ratio: Some(0.0), rule, extractive: style == "extractive", oracle: true });
+            passes.push(Pass { ratio: Some(0.0), rule, extractive: style == "extractive", oracle: true, ..Pass::FUSED });
         }
     }
     for m in &args.modes {
@@ -305,6 +234,8 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
     println!("recompute_head_tokens {}", after.recompute_head_tokens);
     println!("recompute_ratio {}", after.recompute_ratio);
     println!("recompute_rule {}", after.recompute_rule().as_str_name());
+    println!("memory_temperature {}", after.memory_temperature);
+    println!("memory_scale {}", after.memory_scale);
     for (pass, answers) in passes.iter().zip(&results) {
         let mode = pass.name();
         let em: f64 = questions.iter().zip(answers).map(|(q, a)| exact_match(&a.text, &q.answers)).sum::<f64>() / n * 100.0;

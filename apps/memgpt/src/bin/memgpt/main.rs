@@ -19,6 +19,7 @@ mod eval_gateway;
 mod eval_graph;
 mod eval_qa;
 mod graph;
+mod passes;
 mod remember;
 mod serve;
 mod squad;

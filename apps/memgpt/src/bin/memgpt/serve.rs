@@ -44,6 +44,12 @@ pub struct ServeArgs {
     /// generator's, deviation).
     #[arg(long, env = "MEMGPT_RECOMPUTE_RULE", value_enum)]
     pub recompute_rule: Option<memgpt_generator::engine::RecomputeRule>,
+    /// Fused mode: temperature and scale of the attention to memories, each 0.25 to 4 (1 and
+    /// 1: exact; default: the generator's).
+    #[arg(long, env = "MEMGPT_MEMORY_TEMPERATURE")]
+    pub memory_temperature: Option<f32>,
+    #[arg(long, env = "MEMGPT_MEMORY_SCALE")]
+    pub memory_scale: Option<f32>,
     /// Fused mode: bytes of memory key/value states kept (default: the generator's, 1 GiB).
     #[arg(long, env = "MEMGPT_MEMORY_CACHE_BYTES")]
     pub memory_cache_bytes: Option<u64>,
@@ -113,6 +119,12 @@ impl ServeArgs {
         }
         if let Some(rule) = self.recompute_rule {
             generator.recompute_rule = rule;
+        }
+        for (flag, value, field) in [("--memory-temperature", self.memory_temperature, &mut generator.memory_temperature), ("--memory-scale", self.memory_scale, &mut generator.memory_scale)] {
+            if let Some(v) = value {
+                anyhow::ensure!(memgpt_generator::validate::MEMORY_CALIBRATION.contains(&v), "{flag} {v} is not between 0.25 and 4");
+                *field = v;
+            }
         }
         if let Some(b) = self.memory_cache_bytes {
             generator.memory_cache_bytes = b;

@@ -27,11 +27,13 @@ fn ask(mode: pb::AttendMode, memories: &[(&str, &str)]) -> pb::GenerateRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fused_with_every_memory_token_recomputed_is_exactly_concat() {
-    let addr = spawn(config(&["--recompute-head-tokens", "100000", "--prefix-cache-bytes", "0"]));
+    let addr = spawn(config(&["--recompute-head-tokens", "100000", "--prefix-cache-bytes", "0", "--memory-temperature", "1.25"]));
     let mut c = client(addr).await;
     let memories = [("lighthouse.md#0", LIGHTHOUSE)];
     let (concat, concat_last) = collect(&mut c, ask(pb::AttendMode::Concat, &memories)).await.unwrap();
-    let (fused, fused_last) = collect(&mut c, ask(pb::AttendMode::Fused, &memories)).await.unwrap();
+    // Exact attention asked for per request (the service calibrates it by default).
+    let exact = pb::GenerateRequest { memory_temperature: Some(1.0), memory_scale: Some(1.0), ..ask(pb::AttendMode::Fused, &memories) };
+    let (fused, fused_last) = collect(&mut c, exact.clone()).await.unwrap();
     assert!(!concat.is_empty());
     assert_eq!(fused, concat, "fused with a full recompute must be concat");
     assert_eq!(fused_last.usage, concat_last.usage);
@@ -41,6 +43,17 @@ async fn fused_with_every_memory_token_recomputed_is_exactly_concat() {
     let info = c.info(pb::InfoRequest {}).await.unwrap().into_inner();
     assert_eq!((info.memory_cache_misses, info.memory_cache_entries), (1, 1), "{info:?}");
     assert_eq!(info.recompute_head_tokens, 100000);
+    assert_eq!((info.memory_temperature, info.memory_scale), (1.25, 1.0));
+    // At the service's temperature the question's attention to the memory is flatter: the
+    // first token's probabilities move.
+    let first = |mut req: pb::GenerateRequest| {
+        req.params.as_mut().expect("greedy sets params").first_token_logprobs = 4;
+        req
+    };
+    let (_, plain) = collect(&mut c, first(exact)).await.unwrap();
+    let (_, calibrated) = collect(&mut c, first(ask(pb::AttendMode::Fused, &memories))).await.unwrap();
+    let (p, q) = (plain.first_token_logprobs[0].logprob, calibrated.first_token_logprobs[0].logprob);
+    assert!((p - q).abs() > 1e-4, "first-token log-probability {p} exact, {q} calibrated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
