@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -24,6 +24,7 @@ use super::journal::{Journal, JournalOp};
 use super::{fusion, lexical, Filter, FindQuery, Found, Hit, Lists, Millis, Page, Record, SearchQuery, VectorStore};
 use crate::error::{MemoryError, Result};
 
+mod contents;
 mod convert;
 mod maintenance;
 mod migrate;
@@ -69,6 +70,15 @@ struct StoreMeta {
 pub(crate) struct Shard {
     pub(crate) edge: EdgeShard,
     dirty: AtomicBool,
+    /// What the shard is known to hold (see `contents.rs`): read-locked by a search for as
+    /// long as it searches, write-locked by a write that widens it while it applies.
+    contents: RwLock<contents::Contents>,
+}
+
+impl Shard {
+    fn contents(&self) -> std::sync::RwLockReadGuard<'_, contents::Contents> {
+        self.contents.read().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 pub(crate) struct Inner {
@@ -111,7 +121,7 @@ impl EdgeStore {
             let path = dir.join(SHARDS_DIR).join(i.to_string());
             std::fs::create_dir_all(&path).map_err(io)?;
             let edge = open_shard(&path, config.dimension, config.segments_per_shard)?;
-            shards.push(Shard { edge, dirty: AtomicBool::new(true) });
+            shards.push(Shard { edge, dirty: AtomicBool::new(true), contents: RwLock::new(contents::Contents::unknown()) });
         }
         let (journal, pending) = Journal::open(&dir.join(JOURNAL_FILE))?;
         let indexed: HashSet<String> = shards
@@ -142,6 +152,9 @@ impl EdgeStore {
             migrate::copy_in(&inner, dir)?;
             write_meta(dir, &StoreMeta::current(&inner.config))?;
             migrate::clean_up(dir)?;
+        }
+        for shard in &inner.shards {
+            *shard.contents.write().unwrap_or_else(|p| p.into_inner()) = contents::Contents::survey(&shard.edge)?;
         }
         inner.checkpoint()?;
         tracing::info!(replayed, points = inner.total_points(), "edge store open");
@@ -328,12 +341,11 @@ impl VectorStore for EdgeStore {
         let query = Arc::new(query);
         let per_shard = self
             .on_shards(move |inner, i| {
-                let mut filter = convert::search_filter(&query.namespaces, Some(&query.filter));
-                filter.must.get_or_insert_with(Vec::new).extend(convert::valid_conditions(query.as_of, query.now));
+                let contents = inner.shards[i].contents();
                 let request = ScrollRequest {
                     offset: None,
                     limit: Some(query.limit + 1),
-                    filter: Some(filter),
+                    filter: contents.filter(&query.namespaces, Some(&query.filter), query.as_of, query.now),
                     with_payload: Some(WithPayloadInterface::Bool(true)),
                     with_vector: WithVector::Bool(false),
                     order_by: None,
@@ -357,11 +369,11 @@ impl VectorStore for EdgeStore {
         let per_shard = {
             let query = Arc::clone(&query);
             self.on_shards(move |inner, i| {
-                let mut filter = convert::search_filter(&query.namespaces, query.filter.as_ref());
-                filter.must.get_or_insert_with(Vec::new).extend(convert::valid_conditions(query.as_of, query.now));
+                let contents = inner.shards[i].contents();
+                let filter = contents.filter(&query.namespaces, query.filter.as_ref(), query.as_of, query.now);
                 let request = |query: QueryEnum, params| SearchRequest {
                     query,
-                    filter: Some(filter.clone()),
+                    filter: filter.clone(),
                     params,
                     limit: depth,
                     offset: 0,

@@ -276,3 +276,40 @@ async fn a_superseded_fact_is_found_only_before_its_end_and_an_expired_one_is_sw
         store.drop_collection().await;
     }
 }
+
+/// The edge store leaves out of a shard's filter what every point of the shard meets (one
+/// namespace, no bounds); the conditions come back the moment a write makes them matter,
+/// and after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_left_out_of_a_search_come_back_when_a_write_needs_them() {
+    for store in stores("contents", true) {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, mut c) = serve(dir.path(), &store, &[]).await;
+        let dense = || pb::SearchRequest { top_k: 20, ..search(pb::RetrievalMode::Dense, 9, "") };
+        let got = |hits: Vec<pb::Hit>| -> Vec<(String, String)> { hits.into_iter().map(|h| (h.namespace, h.id)).collect() };
+        let plain: Vec<_> = (0..5).map(|i| record(&format!("p{i}"), 9 + i, "plain", &[])).collect();
+        c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: plain, wait: true }).await.unwrap();
+        assert_eq!(c.search(dense()).await.unwrap().into_inner().hits.len(), 5, "{store}");
+        // The nearest records of all now sit in another namespace, or are not yet valid, or
+        // expired: none of them may be found in "kb" as of now.
+        let near = |id: &str| record(id, 9, "near", &[]);
+        c.upsert(pb::UpsertRequest { namespace: "other".into(), records: vec![near("o")], wait: true }).await.unwrap();
+        let later = pb::Record { valid_from: "2999-01-01T00:00:00Z".into(), ..near("later") };
+        let gone = pb::Record { expires_at: "2001-01-01T00:00:00Z".into(), ..near("gone") };
+        c.upsert(pb::UpsertRequest { namespace: "kb".into(), records: vec![later, gone], wait: true }).await.unwrap();
+        let want: Vec<(String, String)> = (0..5).map(|i| ("kb".to_string(), format!("p{i}"))).collect();
+        let mut found = got(c.search(dense()).await.unwrap().into_inner().hits);
+        found.sort();
+        assert_eq!(found, want, "{store}");
+        server.stop().await.unwrap();
+
+        let (server, mut c) = serve(dir.path(), &store, &[]).await;
+        let mut found = got(c.search(dense()).await.unwrap().into_inner().hits);
+        found.sort();
+        assert_eq!(found, want, "{store}: reopened");
+        let both = pb::SearchRequest { more_namespaces: vec!["other".into()], ..dense() };
+        assert!(got(c.search(both).await.unwrap().into_inner().hits).contains(&("other".into(), "o".into())), "{store}");
+        server.stop().await.unwrap();
+        store.drop_collection().await;
+    }
+}

@@ -46,7 +46,7 @@ pub fn to_point(namespace: &str, record: &Record) -> PointStructPersisted {
     }
 }
 
-fn range(key: &str, range: EdgeRange<OrderedFloat<f64>>) -> EdgeCondition {
+pub(crate) fn range(key: &str, range: EdgeRange<OrderedFloat<f64>>) -> EdgeCondition {
     EdgeCondition::Field(FieldCondition::new_range(json_path(key), range))
 }
 
@@ -85,18 +85,24 @@ pub fn to_filter(namespace: &str, filter: Option<&Filter>) -> EdgeFilter {
 
 /// The edge filter of a search over one or more namespaces and an optional metadata filter.
 pub fn search_filter(namespaces: &[String], filter: Option<&Filter>) -> EdgeFilter {
-    let namespaces = match namespaces {
-        [one] => Match::from(one.clone()),
-        many => Match::from(many.to_vec()),
-    };
-    let mut must = vec![EdgeCondition::Field(FieldCondition::new_match(json_path(NAMESPACE_KEY), namespaces))];
+    let mut must = vec![namespaces_condition(namespaces)];
     if let Some(filter) = filter {
         must.extend(filter.must.iter().map(to_condition));
     }
     EdgeFilter { should: None, min_should: None, must: Some(must), must_not: None }
 }
 
-fn to_condition(condition: &Condition) -> EdgeCondition {
+/// The condition "in one of `namespaces`".
+pub fn namespaces_condition(namespaces: &[String]) -> EdgeCondition {
+    let namespaces = match namespaces {
+        [one] => Match::from(one.clone()),
+        many => Match::from(many.to_vec()),
+    };
+    EdgeCondition::Field(FieldCondition::new_match(json_path(NAMESPACE_KEY), namespaces))
+}
+
+/// The edge condition of one metadata condition.
+pub fn to_condition(condition: &Condition) -> EdgeCondition {
     let field = match &condition.predicate {
         Predicate::Equals(value) => {
             FieldCondition::new_match(meta_path(&condition.key), Match::from(value.clone()))

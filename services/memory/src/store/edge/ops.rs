@@ -35,7 +35,18 @@ impl Inner {
                     let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
                         PointInsertOperations::PointsList(points),
                     ));
-                    shard.edge.update(op).map_err(MemoryError::store)?;
+                    // Writes are serialised (the journal lock), so what is read here stays.
+                    let wider = shard.contents().after_upsert(namespace, per_shard[i].iter().copied());
+                    match wider {
+                        // Widened before the points go in (kept if they fail half-way), and
+                        // no search runs between the two.
+                        Some(wider) => {
+                            let mut contents = shard.contents.write().unwrap_or_else(|p| p.into_inner());
+                            *contents = wider;
+                            shard.edge.update(op).map_err(MemoryError::store)?;
+                        }
+                        None => shard.edge.update(op).map_err(MemoryError::store)?,
+                    }
                     shard.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
                     Ok(count)
                 })
