@@ -79,6 +79,11 @@ pub struct GeneratorConfig {
     /// Last layers whose attention the memory shares average over.
     #[arg(long, env = "MEMGPT_GENERATOR_ATTRIBUTION_LAYERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub attribution_layers: u32,
+    /// Extractive answers start in the memory the question attends to most (the last prompt
+    /// token's attention share over these layers); `false`: in any memory, as the model's
+    /// first token picks. The default is the measured better one (docs/benchmarks.md).
+    #[arg(long, env = "MEMGPT_GENERATOR_EXTRACTIVE_FOCUS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub extractive_focus: bool,
     /// Bytes of prompt-prefix KV states kept for reuse (0: no prefix cache).
     #[arg(long, env = "MEMGPT_GENERATOR_PREFIX_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub prefix_cache_bytes: u64,

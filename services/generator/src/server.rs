@@ -39,6 +39,7 @@ pub fn engine_config(config: &GeneratorConfig) -> Result<EngineConfig> {
         max_kv_tokens: config.max_kv_tokens,
         max_waiting: config.max_waiting,
         attribution_layers: config.attribution_layers as usize,
+        extractive_focus: config.extractive_focus,
         prefix_cache_bytes: config.prefix_cache_bytes,
         prefix_block_tokens: config.prefix_block_tokens as usize,
         memory_cache_bytes: config.memory_cache_bytes,

@@ -25,6 +25,8 @@ pub struct EngineConfig {
     pub max_waiting: usize,
     /// Last layers the memory shares average over.
     pub attribution_layers: usize,
+    /// Extractive answers start only in the memory the last prompt token attends to most.
+    pub extractive_focus: bool,
     /// Prefix-cache budget in bytes.
     pub prefix_cache_bytes: u64,
     /// Tokens per prefix-cache block.

@@ -88,6 +88,22 @@ impl Extract {
         Self { memories, vocab, live, len: 0 }
     }
 
+    /// Before the first token: the answer may start only in the memory with the highest of
+    /// `shares` (the attention the last prompt token pays each memory). The model still
+    /// chooses where in it the span starts and where it ends; what it no longer does is
+    /// start a quote in a passage the question does not attend to, which a small model does
+    /// by the prior of a passage's first word.
+    pub fn focus(&mut self, shares: &[f32]) {
+        if self.len > 0 {
+            return;
+        }
+        let Some(top) = shares.iter().enumerate().take(self.memories.len()).max_by(|a, b| a.1.total_cmp(b.1)).map(|(m, _)| m) else { return };
+        if self.memories[top].tokens.is_empty() {
+            return;
+        }
+        self.live.retain(|&(m, _)| m == top);
+    }
+
     /// Whether `token` ends the answer (it is not part of the span).
     pub fn ends(&self, token: u32) -> bool {
         self.vocab.ends.contains(&token)
@@ -229,6 +245,26 @@ mod tests {
         assert_eq!((span.memory, span.start, span.end), (0, 0, 9));
         assert_eq!(x.quoted(span), "the light");
         assert!(!x.exhausted());
+    }
+
+    #[test]
+    fn a_focused_answer_starts_only_in_the_most_attended_memory() {
+        let mut vocab = Vec::new();
+        let a = memory("the light was built in 1987", &mut vocab);
+        let b = memory("the bakery opened in 1990", &mut vocab);
+        let mut x = Extract::new(vec![a.clone(), b.clone()], Arc::new(QuoteTokens { ends: vec![100], no_start: Vec::new() }));
+        x.focus(&[0.2, 0.5]);
+        let mut logits = vec![0.0f32; 101];
+        x.mask(&mut logits);
+        let open: Vec<u32> = (0..101).filter(|&t| logits[t as usize].is_finite()).collect();
+        let mut want = b.tokens.clone();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(open, want, "only the second memory's tokens may start the answer");
+        // " in" is in both; the span it starts is the second memory's.
+        x.advance(b.tokens[3]);
+        x.advance(b.tokens[4]);
+        assert_eq!(x.quoted(x.span().unwrap()), "in 1990");
     }
 
     #[test]

@@ -276,7 +276,10 @@ impl Scheduler {
             if seq.generated.is_empty() && seq.job.first_token_logprobs > 0 {
                 seq.first_logprobs = top_logprobs(row_logits, seq.job.first_token_logprobs);
             }
-            if let Some(x) = &seq.extract {
+            if let Some(x) = &mut seq.extract {
+                if seq.generated.is_empty() && self.config.extractive_focus {
+                    x.focus(&out.shares[row]);
+                }
                 x.mask(row_logits);
             }
             let token = seq.sampler.sample(row_logits);

@@ -106,6 +106,8 @@ pub(crate) struct Answer {
     pub(crate) top_ablation: Option<String>,
     /// Extractive: the quote is exactly the answer, at its offsets in the memory it names.
     pub(crate) quote_ok: bool,
+    /// Extractive: the memory id the quote names.
+    pub(crate) quote_memory: Option<String>,
     /// The most likely first tokens and their log-probabilities, most likely first.
     pub(crate) first: Vec<(u32, f32)>,
 }
@@ -165,8 +167,9 @@ async fn answer(mut client: Generator, q: &Question, memories: Vec<gen::Memory>,
             let top_share = top_by(&last.attention, |a| &a.memory_id, |a| Some(a.share));
             let top_ablation = top_by(&last.attention, |a| &a.memory_id, |a| a.ablation);
             let quote_ok = quote_holds(last.quote.as_ref(), &last.text, &texts);
+            let quote_memory = last.quote.as_ref().map(|q| q.memory_id.clone());
             let first = last.first_token_logprobs.iter().map(|t| (t.token_id, t.logprob)).collect();
-            return Ok(Answer { text: last.text, ttft_ms: last.ttft_ms, prompt_tokens, top_share, top_ablation, quote_ok, first });
+            return Ok(Answer { text: last.text, ttft_ms: last.ttft_ms, prompt_tokens, top_share, top_ablation, quote_ok, quote_memory, first });
         }
     }
     Err(tonic::Status::unavailable("the stream ended without a final message"))
@@ -252,6 +255,7 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
         }
         if pass.extractive {
             println!("verbatim_quotes[{mode}] {:.4}", answers.iter().filter(|a| a.quote_ok).count() as f64 / n);
+            println!("quotes_from_own_passage[{mode}] {:.4}", right(|a| a.quote_memory.as_ref()));
         }
     }
     for (i, (pass, answers)) in passes.iter().zip(&results).enumerate() {
@@ -277,6 +281,9 @@ async fn run(args: &AttendArgs, squad: &Squad, questions: &[&Question], client: 
             let mut line = serde_json::json!({"id": q.id, "question": q.question, "gold": q.answers});
             for (pass, answers) in passes.iter().zip(&results) {
                 line[pass.name()] = answers[i].text.clone().into();
+                if let Some(m) = &answers[i].quote_memory {
+                    line[format!("{}:quote_from_own", pass.name())] = (*m == squad.passages[q.passage].id).into();
+                }
             }
             writeln!(out, "{line}")?;
         }
