@@ -1,12 +1,13 @@
 //! Endpoint pools for the memory and generator services: several addresses, each health
-//! checked in the background (taken out when checks fail, put back when they pass), calls sent
+//! checked in the background: in once a check passes, out when one is refused or answered
+//! NOT_SERVING, or when [`SLOW_CHECKS_BEFORE_DOWN`] in a row get no answer in time. Calls go
 //! to the healthy endpoint with the fewest calls in flight (or, for calls with routing keys,
-//! cache-aware: see [`super::affinity`]), and idempotent calls retried once on UNAVAILABLE
-//! against another endpoint. Connections are pinged (HTTP/2 keepalive), so a
+//! cache-aware: see [`super::affinity`]), and idempotent calls are retried once on
+//! UNAVAILABLE against another endpoint. Connections are pinged (HTTP/2 keepalive), so a
 //! peer whose packets vanish fails its calls instead of hanging them until their deadlines.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,12 +34,30 @@ pub fn no_answer(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Cancelled && status.message().contains("Timeout expired")
 }
 
+/// Health checks in a row with no answer within their timeout before an endpoint is taken
+/// out. One slow answer is a busy or far peer more often than a lost one (a loaded 2-core
+/// host, a link with a few hundred milliseconds of latency); a peer that is really gone is
+/// found sooner by its calls (refused, or their pings unanswered), which take it out at once.
+pub const SLOW_CHECKS_BEFORE_DOWN: u32 = 3;
+
+/// What one health check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Serving,
+    /// Answered, or refused, saying it does not serve.
+    NotServing,
+    /// No answer within the check's timeout.
+    Slow,
+}
+
 /// One address of a backend.
 pub struct Backend {
     /// The address.
     pub addr: String,
     channel: Channel,
     healthy: AtomicBool,
+    /// Health checks in a row that got no answer in time.
+    slow_checks: AtomicU32,
     inflight: AtomicUsize,
     /// The routing keys last sent here (what its cache likely holds).
     held: Mutex<KeySet>,
@@ -129,7 +148,10 @@ impl Pool {
             backends.push(Arc::new(Backend {
                 addr: addr.clone(),
                 channel: endpoint.connect_lazy(),
-                healthy: AtomicBool::new(true),
+                // Out until its first check passes: a gateway that says it serves before it has
+                // asked would send its first calls to backends still loading their models.
+                healthy: AtomicBool::new(false),
+                slow_checks: AtomicU32::new(0),
                 inflight: AtomicUsize::new(0),
                 held: Mutex::new(KeySet::new(limits.entries)),
             }));
@@ -157,15 +179,31 @@ impl Pool {
         let checks = self.backends.iter().map(|b| async move {
             let mut client = HealthClient::new(b.channel.clone());
             let request = HealthCheckRequest { service: self.service.into() };
-            let ok = matches!(
-                tokio::time::timeout(timeout.max(Duration::from_secs(1)), client.check(request)).await,
-                Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
-            );
+            let check = match tokio::time::timeout(timeout.max(Duration::from_secs(1)), client.check(request)).await {
+                Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => Check::Serving,
+                Ok(_) => Check::NotServing,
+                Err(_) => Check::Slow,
+            };
+            let slow = match check {
+                Check::Slow => b.slow_checks.fetch_add(1, Ordering::Relaxed) + 1,
+                _ => {
+                    b.slow_checks.store(0, Ordering::Relaxed);
+                    0
+                }
+            };
+            let ok = match check {
+                Check::Serving => true,
+                Check::NotServing => false,
+                Check::Slow if slow < SLOW_CHECKS_BEFORE_DOWN => return,
+                Check::Slow => false,
+            };
             if !ok {
                 b.forget_held();
             }
-            if b.healthy.swap(ok, Ordering::Relaxed) != ok {
-                tracing::warn!(backend = self.name, addr = %b.addr, healthy = ok, "endpoint health changed");
+            match (b.healthy.swap(ok, Ordering::Relaxed), ok) {
+                (false, true) => tracing::info!(backend = self.name, addr = %b.addr, healthy = ok, "endpoint health changed"),
+                (true, false) => tracing::warn!(backend = self.name, addr = %b.addr, healthy = ok, ?check, slow_checks = slow, "endpoint health changed"),
+                _ => {}
             }
         });
         futures::future::join_all(checks).await;

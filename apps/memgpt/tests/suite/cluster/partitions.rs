@@ -149,6 +149,11 @@ async fn a_memory_host_cut_off_is_unavailable_within_the_deadline_and_recovers_w
     assert!(cluster.gateway.alive() && cluster.memory.alive(), "nothing was restarted");
 }
 
+/// The answer, or a panic with the gateway's log (which says why a backend was out).
+fn or_log<T>(r: Result<T, tonic::Status>, cluster: &Cluster) -> T {
+    r.unwrap_or_else(|s| panic!("{s:?}\n--- gateway log:\n{}", cluster.gateway.log()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_200_ms_on_every_link_every_call_answers_within_its_deadline() {
     // Proxies on loopback add the latency (this kernel may have no netem); defaults otherwise.
@@ -173,11 +178,11 @@ async fn with_200_ms_on_every_link_every_call_answers_within_its_deadline() {
         ..Default::default()
     };
     let timed = Instant::now();
-    let answer = c.ask(ask.clone()).await.unwrap().into_inner();
+    let answer = or_log(c.ask(ask.clone()).await, &cluster).into_inner();
     assert!(!answer.answer.is_empty() && answer.citations.len() == 2);
     let asked = timed.elapsed();
     let timed = Instant::now();
-    let mut stream = c.ask_stream(ask).await.unwrap().into_inner();
+    let mut stream = or_log(c.ask_stream(ask).await, &cluster).into_inner();
     let (mut text, mut last) = (String::new(), None);
     while let Some(msg) = stream.message().await.unwrap() {
         text.push_str(&msg.delta);

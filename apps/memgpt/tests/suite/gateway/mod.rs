@@ -9,6 +9,7 @@ mod cancel;
 mod chunk;
 mod failover;
 mod graph;
+mod health;
 mod ingest;
 mod routing;
 mod tls;
