@@ -42,9 +42,10 @@ pub struct MemoryConfig {
     /// Data directory of the edge store.
     #[arg(long, env = "MEMGPT_MEMORY_DATA_DIR", default_value = "data/memory")]
     pub data_dir: PathBuf,
-    /// Edge shards (fixed when the data directory is created).
-    #[arg(long, env = "MEMGPT_MEMORY_SHARDS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub shards: u32,
+    /// Edge shards of a new data directory (default 2); an existing one keeps the count it was
+    /// created with, and another count given here is refused.
+    #[arg(long, env = "MEMGPT_MEMORY_SHARDS", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub shards: Option<u32>,
     /// Vector dimension (recorded in the store; a restart with another is refused).
     #[arg(long, env = "MEMGPT_MEMORY_DIMENSION", default_value_t = 384, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub dimension: u32,

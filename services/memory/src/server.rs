@@ -26,7 +26,7 @@ pub async fn open_store(config: &MemoryConfig) -> Result<Arc<dyn VectorStore>> {
         StoreKind::Edge => {
             let edge = EdgeStoreConfig {
                 data_dir: config.data_dir.clone(),
-                shards: config.shards as usize,
+                shards: config.shards.map(|n| n as usize),
                 dimension: config.dimension as usize,
                 max_inflight_writes: config.max_inflight_writes,
                 hnsw_ef: config.hnsw_ef,

@@ -17,16 +17,18 @@ use qdrant_edge::{
     EdgeVectorParams, Modifier, NamedQuery, PayloadSchemaType, PointId, QueryEnum, ScrollRequest,
     SearchParams, SearchRequest, VectorInternal, WithPayloadInterface, WithVector,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::journal::{Journal, JournalOp};
 use super::{fusion, lexical, Filter, FindQuery, Found, Hit, Lists, Millis, Page, Record, SearchQuery, VectorStore};
 use crate::error::{MemoryError, Result};
+use meta::{check_meta, write_meta, StoreMeta};
+pub use meta::DEFAULT_SHARDS;
 
 mod contents;
 mod convert;
 mod maintenance;
+mod meta;
 mod migrate;
 mod ops;
 
@@ -35,8 +37,9 @@ mod ops;
 pub struct EdgeStoreConfig {
     /// Data directory; created when missing.
     pub data_dir: PathBuf,
-    /// Number of shards (fixed when the directory is created).
-    pub shards: usize,
+    /// Number of shards for a new directory ([`DEFAULT_SHARDS`] when `None`). An existing
+    /// directory keeps the count it was created with; `Some` other count is refused.
+    pub shards: Option<usize>,
     /// Vector dimension (fixed when the directory is created).
     pub dimension: usize,
     /// Writes allowed in flight; beyond it writes fail at once with `Overloaded`.
@@ -49,24 +52,8 @@ pub struct EdgeStoreConfig {
     pub segments_per_shard: usize,
 }
 
-const META_FILE: &str = "memgpt-store.json";
 const JOURNAL_FILE: &str = "journal.wal";
 const SHARDS_DIR: &str = "shards";
-/// Format 2: a BM25 sparse vector beside the dense one, and validity times on every record.
-/// Format 1 (dense only) is migrated when opened.
-const FORMAT: u32 = 2;
-
-/// What the directory was created with; a restart with other values is refused.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct StoreMeta {
-    format: u32,
-    dimension: usize,
-    shards: usize,
-    /// The sparse vectors' scheme (`lexical::scheme`); absent in format 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sparse: Option<String>,
-}
-
 pub(crate) struct Shard {
     pub(crate) edge: EdgeShard,
     dirty: AtomicBool,
@@ -105,19 +92,21 @@ pub struct EdgeStore {
 impl EdgeStore {
     /// Opens or creates the store, replays the journal and starts maintenance. Blocking.
     #[tracing::instrument(skip_all, fields(data_dir = %config.data_dir.display(), shards = config.shards))]
-    pub fn open(config: EdgeStoreConfig) -> Result<Self> {
+    pub fn open(mut config: EdgeStoreConfig) -> Result<Self> {
         let dir = &config.data_dir.clone();
         let io = |e: std::io::Error| MemoryError::DataDir { path: dir.clone(), reason: e.to_string() };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let migrating = check_meta(dir, &config)? == 1;
+        let (format, shard_count) = check_meta(dir, &config)?;
+        config.shards = Some(shard_count);
+        let migrating = format == 1;
         if migrating {
             migrate::set_aside(dir)?;
         } else {
             migrate::clean_up(dir)?;
         }
 
-        let mut shards = Vec::with_capacity(config.shards);
-        for i in 0..config.shards {
+        let mut shards = Vec::with_capacity(shard_count);
+        for i in 0..shard_count {
             let path = dir.join(SHARDS_DIR).join(i.to_string());
             std::fs::create_dir_all(&path).map_err(io)?;
             let edge = open_shard(&path, config.dimension, config.segments_per_shard)?;
@@ -260,64 +249,6 @@ impl Drop for EdgeStore {
         if let Err(err) = self.inner.checkpoint() {
             tracing::error!(error = %err, "final checkpoint failed; the journal will be replayed");
         }
-    }
-}
-
-impl StoreMeta {
-    fn current(config: &EdgeStoreConfig) -> Self {
-        Self { format: FORMAT, dimension: config.dimension, shards: config.shards, sparse: Some(lexical::scheme()) }
-    }
-}
-
-fn write_meta(dir: &Path, meta: &StoreMeta) -> Result<()> {
-    let path = dir.join(META_FILE);
-    let tmp = dir.join(format!("{META_FILE}.tmp"));
-    let bytes = serde_json::to_vec_pretty(meta).map_err(MemoryError::store)?;
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| MemoryError::DataDir { path: dir.to_path_buf(), reason: e.to_string() })
-}
-
-/// Checks the directory's record of how it was made against the configuration (a new
-/// directory gets one); returns its format.
-fn check_meta(dir: &Path, config: &EdgeStoreConfig) -> Result<u32> {
-    let path = dir.join(META_FILE);
-    let wanted = StoreMeta::current(config);
-    let refuse = |reason: String| MemoryError::DataDir { path: dir.to_path_buf(), reason };
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let found: StoreMeta = serde_json::from_slice(&bytes)
-                .map_err(|e| refuse(format!("{META_FILE} is unreadable: {e}")))?;
-            if found.dimension != wanted.dimension {
-                return Err(refuse(format!(
-                    "it holds vectors of dimension {}; refusing to open it with dimension {}",
-                    found.dimension, wanted.dimension
-                )));
-            }
-            if found.shards != wanted.shards {
-                return Err(refuse(format!(
-                    "it was created with {} shards; refusing to open it with {} (resharding is not supported)",
-                    found.shards, wanted.shards
-                )));
-            }
-            match found.format {
-                1 => Ok(1),
-                FORMAT if found.sparse == wanted.sparse => Ok(FORMAT),
-                FORMAT => Err(refuse(format!(
-                    "its sparse vectors were made as `{}`, this version makes `{}`; remember the documents again into a new data directory",
-                    found.sparse.unwrap_or_default(),
-                    wanted.sparse.unwrap_or_default()
-                ))),
-                other => Err(refuse(format!(
-                    "it has format {other}, from a newer memgpt-memory; this one reads formats 1 and {FORMAT}"
-                ))),
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            write_meta(dir, &wanted)?;
-            Ok(FORMAT)
-        }
-        Err(e) => Err(refuse(e.to_string())),
     }
 }
 

@@ -39,8 +39,8 @@ pub struct StoreBench {
     /// Search queries timed.
     #[arg(long, default_value_t = 1000)]
     queries: usize,
-    /// Edge shards.
-    #[arg(long, default_value_t = 4)]
+    /// Edge shards (the memory service's default for a new directory).
+    #[arg(long, default_value_t = memgpt_memory::store::edge::DEFAULT_SHARDS)]
     shards: usize,
     /// HNSW ef at search time.
     #[arg(long, default_value_t = 32)]
@@ -148,7 +148,7 @@ async fn run(args: StoreBench) -> anyhow::Result<()> {
     let query_texts: Vec<String> = (0..args.queries).map(|_| data.text(6, &mut rng)).collect();
     let config = EdgeStoreConfig {
         data_dir: dir.clone(),
-        shards: args.shards,
+        shards: Some(args.shards),
         dimension: args.dimension,
         max_inflight_writes: 64,
         hnsw_ef: args.hnsw_ef,
@@ -234,7 +234,7 @@ async fn run(args: StoreBench) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let mut server_config = <memgpt_memory::MemoryConfig as clap::Parser>::parse_from(["memgpt-memory"]);
     server_config.data_dir = dir;
-    server_config.shards = args.shards as u32;
+    server_config.shards = Some(args.shards as u32);
     server_config.dimension = args.dimension as u32;
     server_config.hnsw_ef = args.hnsw_ef;
     server_config.segments_per_shard = args.segments;
