@@ -84,6 +84,12 @@ pub struct GeneratorConfig {
     /// first token picks. The default is the measured better one (docs/benchmarks.md).
     #[arg(long, env = "MEMGPT_GENERATOR_EXTRACTIVE_FOCUS", default_value_t = true, action = clap::ArgAction::Set)]
     pub extractive_focus: bool,
+    /// Extractive answers are guided by the question: they start in the sentence of their
+    /// memory that shares the most words with it, not at a word it uses, and end at a clause's
+    /// end (each unless nothing else is left); `false`: wherever the model takes them. The
+    /// default is the measured better one (docs/benchmarks.md).
+    #[arg(long, env = "MEMGPT_GENERATOR_EXTRACTIVE_GUIDED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub extractive_guided: bool,
     /// Bytes of prompt-prefix KV states kept for reuse (0: no prefix cache).
     #[arg(long, env = "MEMGPT_GENERATOR_PREFIX_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub prefix_cache_bytes: u64,

@@ -91,7 +91,7 @@ pub fn memory_tokens(tokenizer: &TextTokenizer, memories: &[String], prompt: &Pr
         // Tokens of the blank line come first; the first token reaching into the text starts it.
         let first = offsets.iter().position(|&(_, end)| end > 2).unwrap_or(ids.len());
         let offsets = offsets[first..].iter().map(|&(s, e)| (s.saturating_sub(2), e.saturating_sub(2))).collect();
-        out.push(MemoryTokens { text: text.clone(), tokens: ids[first..].to_vec(), offsets });
+        out.push(MemoryTokens { text: text.clone(), tokens: ids[first..].to_vec(), offsets, avoided: Vec::new(), breaks: Vec::new() });
     }
     Ok(out)
 }

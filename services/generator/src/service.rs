@@ -50,7 +50,11 @@ impl GeneratorService {
             let (engine, config, checked) = (Arc::clone(&engine), Arc::clone(&self.config), checked.clone());
             tokio::task::spawn_blocking(move || -> Result<_> {
                 let mut built = prompt::build(&engine.tokenizer, &engine.template, &checked.messages, &checked.memory_texts, &config.memory_instruction)?;
-                let extract = if checked.extractive { Some(prompt::memory_tokens(&engine.tokenizer, &checked.memory_texts, &built)?) } else { None };
+                let mut extract = if checked.extractive { Some(prompt::memory_tokens(&engine.tokenizer, &checked.memory_texts, &built)?) } else { None };
+                let question = checked.messages.iter().rev().find(|m| m.role == "user").map(|m| m.content.as_str());
+                if let (Some(memories), Some(question), true) = (&mut extract, question, config.extractive_guided) {
+                    memories.iter_mut().for_each(|m| m.guide(question));
+                }
                 if checked.extractive {
                     built.tokens.extend(prompt::quote_lead(&engine.tokenizer)?);
                 }

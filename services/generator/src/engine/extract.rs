@@ -4,6 +4,7 @@
 //! or EOS (allowed after any token). The answer is then a verbatim span of a memory, whose
 //! character offsets come from the tokens' byte offsets.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use memgpt_models::text::tokenizer::TextTokenizer;
@@ -17,6 +18,11 @@ pub struct MemoryTokens {
     pub tokens: Vec<u32>,
     /// Byte range `[start, end)` of `text` of each token.
     pub offsets: Vec<(usize, usize)>,
+    /// Per token: a quote should not start there (see [`Self::guide`]); empty: none marked.
+    pub avoided: Vec<bool>,
+    /// Per token: it opens a new clause (`,` `;` `:` or a sentence's end before white space, or
+    /// ` (`), so a quote ends before it (see [`Self::guide`]); empty: none marked.
+    pub breaks: Vec<bool>,
 }
 
 impl MemoryTokens {
@@ -27,11 +33,92 @@ impl MemoryTokens {
         s == 0 || self.text[s..e.max(s)].starts_with(char::is_whitespace) || !self.text[..s].ends_with(char::is_alphanumeric)
     }
 
+    /// Guides quotes by `question`. A quote should not start at a word the question itself uses
+    /// (letters and digits, case aside), since an answer is what the question does not already
+    /// say and a small model likes to start by repeating its subject; nor at a word that only
+    /// leads into a phrase ([`LEADS`]: "In July 1973", "While experimenting"); nor outside the
+    /// sentence that shares the most of the question's words (its function words aside, each
+    /// word weighed by how few of the memory's sentences hold it), where the answer to a
+    /// reading question nearly always stands. And it ends at a clause's end: a
+    /// short answer is a phrase, and a small model runs on to the end of the sentence.
+    pub fn guide(&mut self, question: &str) {
+        let asked: HashSet<String> = words(question).collect();
+        let content: HashSet<&String> = asked.iter().filter(|w| !FUNCTION_WORDS.contains(&w.as_str())).collect();
+        let mut bounds = Vec::new();
+        while let Some(end) = super::text::sentences_end(&self.text, bounds.len() + 1) {
+            bounds.push(end);
+        }
+        let sentence_of = |byte: usize| bounds.iter().filter(|&&end| end <= byte).count();
+        let mut shared = vec![HashSet::new(); bounds.len() + 1];
+        let mut from = 0;
+        for (i, sentence) in shared.iter_mut().enumerate() {
+            let to = bounds.get(i).copied().unwrap_or(self.text.len());
+            sentence.extend(words(&self.text[from..to]).filter(|w| content.contains(w)));
+            from = to;
+        }
+        // Each shared word weighs by how few of the sentences hold it (inverse document
+        // frequency within the memory): the passage's own subject, in every sentence, says
+        // little of which one answers.
+        let held_by = |w: &String| shared.iter().filter(|s| s.contains(w)).count() as f32;
+        let n = shared.len() as f32;
+        let weight = |sentence: &HashSet<String>| sentence.iter().map(|w| (1.0 + n / held_by(w)).ln()).sum::<f32>();
+        let best = shared
+            .iter()
+            .enumerate()
+            .map(|(i, words)| (i, weight(words), words.len()))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(i, _, len)| (i, len));
+        self.avoided = (0..self.tokens.len())
+            .map(|p| {
+                let at = self.offsets[p].0.min(self.text.len());
+                let outside = best.is_some_and(|(b, n)| n > 0 && sentence_of(at + self.text[at..].len() - self.text[at..].trim_start().len()) != b);
+                let word = words(&self.text[at..]).next().filter(|_| self.starts_word(p));
+                outside || word.is_some_and(|w| asked.contains(&w) || LEADS.contains(&w.as_str()))
+            })
+            .collect();
+        self.breaks = (0..self.tokens.len()).map(|p| self.opens_clause(p)).collect();
+    }
+
+    /// Whether token `p` opens a clause: it begins with `,` `;` `:` `.` `!` or `?` followed by
+    /// white space or the end (not "1,000" or "3.5"), or it is ` (`.
+    fn opens_clause(&self, p: usize) -> bool {
+        let (s, e) = self.offsets[p];
+        let token = &self.text[s.min(self.text.len())..e.min(self.text.len())];
+        let lead = token.len() - token.trim_start().len();
+        let mut rest = self.text[s + lead..].chars();
+        match rest.next() {
+            Some('(') => lead > 0,
+            Some(',' | ';' | ':' | '.' | '!' | '?') => rest.next().is_none_or(char::is_whitespace),
+            _ => false,
+        }
+    }
+
     /// Whether a span may end after token `p`: it ends a word.
     fn ends_word(&self, p: usize) -> bool {
         let e = self.offsets[p].1;
         e >= self.text.len() || !self.text[e..].starts_with(char::is_alphanumeric)
     }
+}
+
+/// Words of a question that say nothing of what it asks about.
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "been", "by", "did", "do", "does", "for", "from", "had", "has", "have", "how",
+    "in", "into", "is", "it", "its", "of", "on", "or", "that", "the", "their", "there", "these", "this", "those", "to", "was",
+    "were", "what", "when", "where", "which", "who", "whom", "whose", "why", "with",
+];
+
+/// Words that lead into a phrase rather than being the answer (prepositions, conjunctions,
+/// words that open a clause): a small model likes to start a quote at a sentence's first word.
+const LEADS: &[&str] = &[
+    "about", "after", "against", "also", "although", "among", "and", "as", "at", "because", "before", "between", "both", "but",
+    "by", "during", "for", "from", "if", "in", "into", "is", "it", "its", "of", "on", "or", "over", "since", "so", "such",
+    "than", "that", "their", "then", "there", "these", "they", "this", "those", "though", "through", "to", "under", "upon",
+    "was", "were", "when", "where", "which", "while", "who", "with", "within", "without",
+];
+
+/// The words of `text`: runs of letters and digits, lower-cased.
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
 }
 
 /// What the constraint needs of the vocabulary, found once per tokenizer.
@@ -111,13 +198,33 @@ impl Extract {
 
     /// Sets every logit the constraint does not allow to -inf.
     pub fn mask(&self, logits: &mut [f32]) {
-        let mut allowed = vec![false; logits.len()];
+        let mut allowed = self.allowed(logits.len(), true);
+        if !allowed.contains(&true) {
+            // Every way on is avoided: one of them, rather than none.
+            allowed = self.allowed(logits.len(), false);
+        }
+        for (l, a) in logits.iter_mut().zip(allowed) {
+            if !a {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+
+    /// The tokens that continue a live span (at the first token: that may start one), and the
+    /// ends where the answer may end; with `avoid`, not where [`MemoryTokens::guide`] says
+    /// not to start or go on.
+    fn allowed(&self, vocab: usize, avoid: bool) -> Vec<bool> {
+        let mut allowed = vec![false; vocab];
         for &(m, p) in &self.live {
-            if let Some(&t) = self.memories[m].tokens.get(p) {
-                if self.len == 0 && (self.vocab.no_start.get(t as usize).copied().unwrap_or(false) || !self.memories[m].starts_word(p)) {
-                    continue;
-                }
-                if let Some(a) = allowed.get_mut(t as usize) {
+            let mem = &self.memories[m];
+            if let Some(&t) = mem.tokens.get(p) {
+                let marked = |marks: &[bool]| avoid && marks.get(p).copied().unwrap_or(false);
+                let barred = if self.len == 0 {
+                    self.vocab.no_start.get(t as usize).copied().unwrap_or(false) || !mem.starts_word(p) || marked(&mem.avoided)
+                } else {
+                    marked(&mem.breaks)
+                };
+                if let Some(a) = allowed.get_mut(t as usize).filter(|_| !barred) {
                     *a = true;
                 }
             }
@@ -129,11 +236,7 @@ impl Extract {
                 }
             }
         }
-        for (l, a) in logits.iter_mut().zip(allowed) {
-            if !a {
-                *l = f32::NEG_INFINITY;
-            }
-        }
+        allowed
     }
 
     /// Takes the token chosen (one the mask allowed; an end leaves the spans as they are).
@@ -220,7 +323,7 @@ mod tests {
             offsets.push((at, at + w.len()));
             at += w.len();
         }
-        MemoryTokens { text: text.into(), tokens, offsets }
+        MemoryTokens { text: text.into(), tokens, offsets, avoided: Vec::new(), breaks: Vec::new() }
     }
 
     #[test]
@@ -285,7 +388,7 @@ mod tests {
         // "from Kourou" as the tokens " from", " Kour", "ou"; "the" may not start it.
         let text = "the rocket left from Kourou";
         let offsets = vec![(0, 3), (3, 10), (10, 15), (15, 20), (20, 25), (25, 27)];
-        let m = MemoryTokens { text: text.into(), tokens: vec![0, 1, 2, 3, 4, 5], offsets };
+        let m = MemoryTokens { text: text.into(), tokens: vec![0, 1, 2, 3, 4, 5], offsets, avoided: Vec::new(), breaks: Vec::new() };
         let no_start = (0..10).map(|t| t == 0).collect();
         let mut x = Extract::new(vec![m], Arc::new(QuoteTokens { ends: vec![9], no_start }));
         let open = |x: &Extract| {
@@ -302,5 +405,51 @@ mod tests {
         assert_eq!(open(&x), vec![9]);
         let span = x.span().unwrap();
         assert_eq!(x.quoted(span), "Kourou");
+    }
+
+    #[test]
+    fn a_quote_starts_in_the_sentence_closest_to_the_question_not_at_its_words_unless_nothing_else_is_left() {
+        let mut vocab = Vec::new();
+        let mut a = memory("The bakery opened in 1990. Kourou launched the rocket in 1987. It rained.", &mut vocab);
+        a.guide("When was the rocket launched from Kourou?");
+        let mut b = memory("the rocket", &mut vocab);
+        b.guide("the rocket?");
+        let starts = |x: &Extract| {
+            let mut logits = vec![0.0f32; 100];
+            x.mask(&mut logits);
+            let mut open: Vec<String> = (0..100u32).filter(|&t| logits[t as usize].is_finite()).map(|t| vocab[t as usize].trim().to_string()).collect();
+            open.sort();
+            open
+        };
+        let x = Extract::new(vec![a], Arc::new(QuoteTokens { ends: vec![99], no_start: Vec::new() }));
+        assert_eq!(starts(&x), ["1987."], "the second sentence, less Kourou, launched, the and rocket (the question's) and in (a lead)");
+        let x = Extract::new(vec![b], Arc::new(QuoteTokens { ends: vec![99], no_start: Vec::new() }));
+        assert_eq!(starts(&x), ["rocket", "the"], "only the question's words left: they may start it");
+    }
+
+    #[test]
+    fn a_guided_quote_ends_before_a_clause_opens() {
+        // "From Italy, it spread (in 1348)." as tokens.
+        let text = "From Italy, it spread (in 1348).";
+        let offsets = vec![(0, 4), (4, 10), (10, 11), (11, 14), (14, 21), (21, 23), (23, 25), (25, 30), (30, 32)];
+        let mut m = MemoryTokens { text: text.into(), tokens: (0..9).collect(), offsets, avoided: Vec::new(), breaks: Vec::new() };
+        m.guide("Where did it spread from?");
+        assert_eq!(m.breaks, [false, false, true, false, false, true, false, false, false], "`,` and ` (` open clauses, `).` ends the text");
+        let open = |x: &Extract| {
+            let mut logits = vec![0.0f32; 10];
+            x.mask(&mut logits);
+            (0..10).filter(|&t| logits[t].is_finite()).collect::<Vec<_>>()
+        };
+        // Punctuation never starts a quote.
+        let no_start = (0..10).map(|t| matches!(t, 2 | 5 | 8)).collect();
+        let quote = Arc::new(QuoteTokens { ends: vec![9], no_start });
+        let mut x = Extract::new(vec![m.clone()], Arc::clone(&quote));
+        assert_eq!(open(&x), [1, 7], "Italy or 1348: not From, it or spread (the question's) nor in (a lead)");
+        x.advance(1);
+        assert_eq!(open(&x), [9], "after Italy only the end: the comma opens a clause");
+        assert_eq!(x.quoted(x.span().unwrap()), "Italy");
+        let mut x = Extract::new(vec![m], quote);
+        x.advance(7);
+        assert_eq!(open(&x), [8, 9], "`).` closes, it opens nothing");
     }
 }
