@@ -70,9 +70,11 @@ impl MemoryTokens {
             .map(|(i, _, len)| (i, len));
         self.avoided = (0..self.tokens.len())
             .map(|p| {
-                let at = self.offsets[p].0.min(self.text.len());
-                let outside = best.is_some_and(|(b, n)| n > 0 && sentence_of(at + self.text[at..].len() - self.text[at..].trim_start().len()) != b);
-                let word = words(&self.text[at..]).next().filter(|_| self.starts_word(p));
+                // From the token's first character that is not white space.
+                let from = floor_boundary(&self.text, self.offsets[p].0);
+                let rest = self.text[from..].trim_start();
+                let outside = best.is_some_and(|(b, n)| n > 0 && sentence_of(self.text.len() - rest.len()) != b);
+                let word = words(rest).next().filter(|_| self.starts_word(p));
                 outside || word.is_some_and(|w| asked.contains(&w) || LEADS.contains(&w.as_str()))
             })
             .collect();
@@ -82,12 +84,12 @@ impl MemoryTokens {
     /// Whether token `p` opens a clause: it begins with `,` `;` `:` `.` `!` or `?` followed by
     /// white space or the end (not "1,000" or "3.5"), or it is ` (`.
     fn opens_clause(&self, p: usize) -> bool {
-        let (s, e) = self.offsets[p];
-        let token = &self.text[s.min(self.text.len())..e.min(self.text.len())];
-        let lead = token.len() - token.trim_start().len();
-        let mut rest = self.text[s + lead..].chars();
+        let (s, e) = (floor_boundary(&self.text, self.offsets[p].0), ceil_boundary(&self.text, self.offsets[p].1));
+        let token = &self.text[s..e.max(s)];
+        let spaced = token.starts_with(char::is_whitespace);
+        let mut rest = self.text[s..].trim_start().chars();
         match rest.next() {
-            Some('(') => lead > 0,
+            Some('(') => spaced,
             Some(',' | ';' | ':' | '.' | '!' | '?') => rest.next().is_none_or(char::is_whitespace),
             _ => false,
         }
