@@ -146,7 +146,7 @@ impl EdgeStore {
             *shard.contents.write().unwrap_or_else(|p| p.into_inner()) = contents::Contents::survey(&shard.edge)?;
         }
         inner.checkpoint()?;
-        tracing::info!(replayed, points = inner.total_points(), "edge store open");
+        tracing::info!(replayed, shards = shard_count, points = inner.total_points(), "edge store open");
 
         let worker = Arc::clone(&inner);
         let maintenance = std::thread::Builder::new()
